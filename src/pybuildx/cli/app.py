@@ -1,0 +1,80 @@
+"""Root of the ``ci-build`` command and the single boundary that maps errors to exit codes.
+
+Command modules are imported here but must keep their heavy imports (grpc, kubernetes, docker,
+cryptography) inside the command functions, so that ``ci-build --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import typer
+
+from pybuildx import __version__
+from pybuildx.errors import PybuildxError, redact
+
+# Each module defines ``register(app: typer.Typer) -> None``.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+app = typer.Typer(
+    name="ci-build",
+    help="Bootstrap BuildKit builders and run (multi-platform) container builds on them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"ci-build {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Show the version."
+    ),
+    debug: bool = typer.Option(
+        False, "--debug", "-D", envvar="PYBUILDX_DEBUG", help="Show tracebacks for errors."
+    ),
+) -> None:
+    if debug:
+        os.environ["PYBUILDX_DEBUG"] = "1"
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"pybuildx.cli.{_name}").register(app)
+
+
+def _debug_enabled(argv: list[str]) -> bool:
+    return "--debug" in argv or "-D" in argv or os.environ.get("PYBUILDX_DEBUG") == "1"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``ci-build``: run the command, print expected errors as one line."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        app(args=args, prog_name="ci-build", standalone_mode=True)
+    except PybuildxError as exc:
+        if _debug_enabled(args):
+            raise
+        print(exc.render(), file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # a bug: say so in one line unless --debug asks for the traceback
+        if _debug_enabled(args):
+            raise
+        message = redact(f"{type(exc).__name__}: {exc}")
+        print(f"error: internal error: {message}", file=sys.stderr)
+        print("hint: run again with --debug for the traceback, and report it", file=sys.stderr)
+        sys.exit(1)
