@@ -1,0 +1,1 @@
+"""Fixtures for the ci/kube cluster. Filled in by the Kubernetes bed work."""
