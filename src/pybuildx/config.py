@@ -48,7 +48,7 @@ class Platform:
     @classmethod
     def parse(cls, text: str) -> Platform:
         raw = text.strip().lower()
-        parts = [p for p in raw.split("/")]
+        parts = raw.split("/")
         if not raw or any(not p for p in parts) or len(parts) > 3:
             raise ConfigError(
                 f"invalid platform {text!r}",

@@ -1,8 +1,8 @@
 """The one error tree of pybuildx, and secret redaction.
 
-Every failure a user can cause or meet is a ``PybuildxError``; the CLI boundary turns it into one
-line (``error: message`` plus ``hint: ...``) and its exit code. Anything else is a bug and only shows a
-traceback with ``--debug``.
+Every failure a user can cause or meet is a ``PybuildxError``; the CLI boundary turns it into
+one line (``error: message`` plus ``hint: ...``) and its exit code. Anything else is a bug and
+only shows a traceback with ``--debug``.
 
     PybuildxError (exit 1)
     ├── UsageError (exit 2): bad input the user can fix: flags, files, addresses, certificates
