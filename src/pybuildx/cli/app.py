@@ -16,7 +16,7 @@ from pybuildx import __version__
 from pybuildx.errors import PybuildxError, redact
 
 # Each module defines ``register(app: typer.Typer) -> None``.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("certs", "build", "builder")
 
 app = typer.Typer(
     name="ci-build",

@@ -1,0 +1,50 @@
+"""One timed upload with our client: a Solve of a raw LLB definition that only reads a local
+directory, so the figure is the context transfer (plus the daemon's bookkeeping), nothing else.
+
+Run as a child of bench/run (which reads its peak RSS); prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from bench.llb import local_only_definition
+from pybuildx.buildkit._pb import control_pb2
+from pybuildx.buildkit.control import control_stub
+from pybuildx.buildkit.filesync import FileSyncAttachable, LocalSource
+from pybuildx.buildkit.session import Session, new_id
+from pybuildx.buildkit.upload_ledger import UploadLedger
+from pybuildx.transport.channel import open_channel
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--addr", required=True)
+    parser.add_argument("--context", required=True, type=Path)
+    parser.add_argument("--ledger-dir", type=Path, help="reuse the shared key across runs")
+    args = parser.parse_args()
+
+    start = time.perf_counter()
+    ledger = UploadLedger.open(args.ledger_dir, "bench") if args.ledger_dir else None
+    sync = FileSyncAttachable({"context": LocalSource(path=args.context)}, ledger=ledger)
+    channel = open_channel(args.addr)
+    key = ledger.shared_key if ledger is not None else new_id()
+    with Session(channel, [sync], shared_key=key) as session:
+        request = control_pb2.SolveRequest(
+            Ref=new_id(), Session=session.id, Definition=local_only_definition("context")
+        )
+        request.Cache.SetInParent()
+        control_stub(channel).Solve(request, timeout=1800)
+    seconds = time.perf_counter() - start
+    if ledger is not None:
+        ledger.close()
+    print(json.dumps({"seconds": seconds, "bytes_sent": sync.bytes_sent.get("context", 0)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

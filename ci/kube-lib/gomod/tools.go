@@ -1,0 +1,4 @@
+//go:build tools
+
+// Package kubebuild only pins dependencies; the binaries are built by ../build-kube.
+package kubebuild

@@ -1,0 +1,3 @@
+module pybuildx.test/pause
+
+go 1.22

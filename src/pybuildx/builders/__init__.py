@@ -1,0 +1,1 @@
+"""Named builders: the store, create/append/leave rules, platform to node planning."""

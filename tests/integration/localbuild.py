@@ -1,0 +1,117 @@
+"""Helpers for the context-upload and output tests: a Solve driven with our own attachables,
+buildctl for comparison, and a snapshot of a directory tree that can be compared exactly."""
+
+# Bytes paths: names in these trees need not be UTF-8.
+# ruff: noqa: PTH115, PTH118
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pybuildx.buildkit.control import control_stub
+from pybuildx.buildkit.filesend import FileSendAttachable, OutputTarget
+from pybuildx.buildkit.filesync import FileSyncAttachable, LocalSource
+from pybuildx.buildkit.session import Session
+from pybuildx.buildkit.solve import solve_request
+from pybuildx.buildkit.upload_ledger import UploadLedger
+from pybuildx.buildspec import BuildSpec, OutputSpec
+from pybuildx.config import Platform
+from pybuildx.transport.channel import open_channel
+from tests.testbed import Daemon
+
+
+@dataclass
+class Solved:
+    exporter_response: dict[str, str]
+    context_bytes: int
+    targets: Sequence[OutputTarget | None]
+
+
+def solve(
+    daemon: Daemon,
+    context: Path,
+    dockerfile_dir: Path,
+    outputs: Sequence[OutputSpec],
+    targets: Sequence[OutputTarget | None],
+    *,
+    dockerfile_name: str = "Dockerfile",
+    platforms: Sequence[Platform] = (),
+    ledger: UploadLedger | None = None,
+    shared_key: str = "",
+) -> Solved:
+    """One Dockerfile Solve with our FileSync sender and FileSend receiver, nothing else."""
+    spec = BuildSpec(
+        context=context,
+        dockerfile=dockerfile_dir / dockerfile_name,
+        platforms=tuple(platforms),
+        outputs=tuple(outputs),
+    )
+    sync = FileSyncAttachable(
+        {"context": LocalSource(path=context), "dockerfile": LocalSource(path=dockerfile_dir)},
+        ledger=ledger,
+    )
+    send = FileSendAttachable(targets)
+    channel = open_channel(daemon.unix_addr)
+    try:
+        key = ledger.shared_key if ledger is not None else shared_key
+        with Session(channel, [sync, send], shared_key=key) as session:
+            request = solve_request(spec, ref=session.id + "r", session_id=session.id)
+            response = control_stub(channel).Solve(request, timeout=300)
+    finally:
+        channel.close()
+    return Solved(dict(response.ExporterResponse), sync.bytes_sent.get("context", 0), targets)
+
+
+def buildctl_local_export(daemon: Daemon, context: Path, dockerfile_dir: Path, dest: Path) -> None:
+    subprocess.run(
+        [
+            daemon.buildctl,
+            "--addr",
+            daemon.unix_addr,
+            "build",
+            "--frontend",
+            "dockerfile.v0",
+            "--local",
+            f"context={context}",
+            "--local",
+            f"dockerfile={dockerfile_dir}",
+            "--output",
+            f"type=local,dest={dest}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+
+
+def snapshot(root: Path, *, mtimes: bool = True) -> dict[bytes, tuple[object, ...]]:
+    """Every entry below ``root``: type, mode bits, content digest or link, hard-link group."""
+    base = os.fsencode(root)
+    first_path: dict[tuple[int, int], bytes] = {}
+    out: dict[bytes, tuple[object, ...]] = {}
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames.sort()
+        for name in sorted(dirnames + filenames):
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, base)
+            st = os.lstat(full)
+            kind = stat.S_IFMT(st.st_mode)
+            detail: object = None
+            if kind == stat.S_IFREG:
+                with open(full, "rb") as handle:
+                    detail = hashlib.sha256(handle.read()).hexdigest()
+                key = (st.st_dev, st.st_ino)
+                if st.st_nlink > 1:
+                    detail = (detail, first_path.setdefault(key, rel))
+            elif kind == stat.S_IFLNK:
+                detail = os.readlink(full)
+            entry: tuple[object, ...] = (kind, stat.S_IMODE(st.st_mode), detail)
+            if mtimes and kind != stat.S_IFDIR:
+                entry += (st.st_mtime_ns,)
+            out[rel] = entry
+    return out

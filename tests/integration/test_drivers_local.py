@@ -1,0 +1,165 @@
+"""The local driver and the embedded default builder: the README's main job, teardown on failure
+and on SIGTERM, and named local builders that outlive one process."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.builders_help import (
+    EXAMPLE,
+    INDEX_TYPES,
+    ci_build,
+    cli_env,
+    fetch_manifest,
+    index_platforms,
+    leftovers,
+    processes_mentioning,
+    require_buildkitd,
+    unique_ref,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def test_readme_main_job_pushes_a_multi_platform_index(
+    tmp_path: Path, registry: str, busybox: str
+) -> None:
+    """ci-build build --platform linux/amd64,linux/arm64 --push -t REF examples/hello."""
+    require_buildkitd()
+    ref = unique_ref(registry)
+    env = cli_env(tmp_path)
+    result = ci_build(
+        "build", "--platform", "linux/amd64,linux/arm64", "--push", "-t", ref, EXAMPLE, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    manifest, digest = fetch_manifest(ref)
+    assert manifest["mediaType"] in INDEX_TYPES
+    assert index_platforms(manifest) == {"linux/amd64", "linux/arm64"}
+    assert digest in result.stdout + result.stderr
+    assert leftovers(tmp_path) == []
+
+
+def test_failed_build_still_tears_the_default_builder_down(tmp_path: Path, registry: str) -> None:
+    require_buildkitd()
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"FROM {registry}/pybuildx-builders/missing:nope\n")
+    env = cli_env(tmp_path)
+    result = ci_build("build", context, env=env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error:") or "\nerror:" in result.stderr
+    assert leftovers(tmp_path) == []
+
+
+def _wait_for(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def test_sigterm_stops_the_spawned_buildkitd_and_removes_its_files(
+    tmp_path: Path, busybox: str
+) -> None:
+    require_buildkitd()
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"FROM {busybox}\nRUN sleep 600\n")
+    env = cli_env(tmp_path)
+    scratch = str(tmp_path / "tmp")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pybuildx", "build", "--progress", "plain", str(context)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # The build is under way once the RUN step's process exists below the spawned daemon.
+        _wait_for(lambda: processes_mentioning("sleep 600"), 120, "the RUN step to start")
+        assert any("buildkitd" in p for p in processes_mentioning(scratch))
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode != 0
+    assert "Traceback" not in stderr
+    assert processes_mentioning(scratch) == []
+    assert leftovers(tmp_path) == []
+
+
+def test_named_local_builder_outlives_the_command_until_rm(tmp_path: Path) -> None:
+    require_buildkitd()
+    env = cli_env(tmp_path)
+    created = ci_build(
+        "builder", "create", "--name", "loc", "--driver", "local", "--bootstrap", "--use", env=env
+    )
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.strip() == "loc"
+    state = tmp_path / "config" / "state" / "loc" / "loc0"
+    try:
+        listed = ci_build("builder", "ls", "--format", "json", env=env)
+        assert listed.returncode == 0, listed.stderr
+        (entry,) = [json.loads(line) for line in listed.stdout.splitlines()]
+        assert entry["Name"] == "loc" and entry["Current"] is True
+        (node,) = entry["Nodes"]
+        assert node["Status"] == "running"
+        assert node["Version"]
+        assert "linux/amd64" in node["Platforms"]
+        assert processes_mentioning(str(state))
+        context = tmp_path / "ctx"
+        context.mkdir()
+        (context / "Dockerfile").write_text("FROM scratch\nCOPY Dockerfile /\n")
+        built = ci_build("build", context, env=env)  # the current builder, not the default
+        assert built.returncode == 0, built.stderr
+        assert processes_mentioning(str(state)), "the named builder's daemon must keep running"
+    finally:
+        removed = ci_build("builder", "rm", "loc", env=env)
+    assert removed.returncode == 0, removed.stderr
+    assert processes_mentioning(str(state)) == []
+    assert not state.exists()
+    assert ci_build("builder", "ls", "--format", "json", env=env).stdout.strip() == ""
+
+
+def test_two_node_builder_merges_per_node_pushes_into_one_index(
+    tmp_path: Path, registry: str
+) -> None:
+    """One node per platform (pinned), both push by digest, the client PUTs one index."""
+    require_buildkitd()
+    env = cli_env(tmp_path)
+    create = ["builder", "create", "--name", "duo", "--driver", "local"]
+    assert ci_build(*create, "--platform", "linux/amd64", env=env).returncode == 0
+    assert ci_build(*create, "--append", "--platform", "linux/arm64", env=env).returncode == 0
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM scratch\nCOPY Dockerfile /\n")
+    ref = unique_ref(registry, "duo")
+    state = tmp_path / "config" / "state" / "duo"
+    try:
+        built = ci_build(
+            "build", "--builder", "duo", "--platform", "linux/amd64,linux/arm64", "--push",
+            "-t", ref, context, env=env,
+        )  # fmt: skip
+        assert built.returncode == 0, built.stderr
+        # Each pinned platform was built by its own daemon.
+        assert len({p for p in processes_mentioning(str(state)) if "buildkitd" in p}) == 2
+    finally:
+        removed = ci_build("builder", "rm", "duo", env=env)
+    assert removed.returncode == 0, removed.stderr
+    manifest, digest = fetch_manifest(ref)
+    assert manifest["mediaType"] in INDEX_TYPES
+    assert index_platforms(manifest) == {"linux/amd64", "linux/arm64"}
+    assert digest in built.stdout + built.stderr
+    assert processes_mentioning(str(state)) == []

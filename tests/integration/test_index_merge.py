@@ -1,0 +1,117 @@
+"""Client-side index merge of per-node pushes, against the bed registries.
+
+Two builds stand in for two nodes: each pushes one platform by digest (no tag), as the pipeline
+asks every node to; ``merge_index`` must then tag one index holding both platforms.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pybuildx.errors import RegistryError
+from pybuildx.images import merge_index
+from tests.integration.pushing import (
+    RegistryReader,
+    cli_env,
+    run_build,
+    scratch_context,
+    unique_repo,
+)
+from tests.testbed import AuthRegistry, Daemon
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass(frozen=True)
+class Pushed:
+    digest: str | None
+    image_names: tuple[str, ...]
+
+
+def _push_by_digest(
+    daemon: Daemon, repo_name: str, platform: str, tmp_path: Path, env: dict[str, str]
+) -> Pushed:
+    work = tmp_path / platform.replace("/", "_")
+    metadata = work / "meta.json"
+    result = run_build(
+        daemon,
+        str(scratch_context(work / "ctx", content=platform)),
+        "--platform",
+        platform,
+        "-o",
+        f"type=image,name={repo_name},push=true,push-by-digest=true",
+        "--metadata-file",
+        str(metadata),
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    written = json.loads(metadata.read_text())
+    return Pushed(written["containerimage.digest"], (repo_name,))
+
+
+def test_merge_two_nodes_on_the_plain_registry(
+    daemon: Daemon, registry: str, tmp_path: Path
+) -> None:
+    repo = unique_repo()
+    name = f"{registry}/{repo}"
+    env = cli_env(tmp_path / "home")
+    pushed = [
+        _push_by_digest(daemon, name, p, tmp_path, env) for p in ("linux/amd64", "linux/arm64")
+    ]
+    reader = RegistryReader(registry)
+    assert not reader.exists(repo, "latest")  # push-by-digest left no tag
+
+    digest = merge_index(pushed, [f"{name}:latest", f"{name}:v2"])
+
+    for tag in ("latest", "v2"):
+        served, index = reader.manifest(repo, tag)
+        assert served == digest
+        assert reader.platforms(repo, tag) == {"linux/amd64", "linux/arm64"}
+    # The nodes' attestation manifests come along, still pointing at their images.
+    children = index["manifests"]
+    images = {c["digest"] for c in children if "platform" in c and c["platform"]["os"] != "unknown"}
+    for child in children:
+        ref = (child.get("annotations") or {}).get("vnd.docker.reference.digest")
+        if ref:
+            assert ref in images
+
+
+def test_merge_on_the_auth_registry_uses_the_credentials(
+    daemon: Daemon,
+    auth_registry: AuthRegistry,
+    docker_config: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Docker's per-registry CA location, under DOCKER_CONFIG.
+    certs = docker_config / "certs.d" / auth_registry.host
+    certs.mkdir(parents=True)
+    shutil.copy(auth_registry.ca, certs / "ca.crt")
+    monkeypatch.setenv("DOCKER_CONFIG", str(docker_config))
+    for variable in ("CI_REGISTRY", "PYBUILDX_REGISTRY_AUTH"):
+        monkeypatch.delenv(variable, raising=False)
+    repo = unique_repo()
+    name = f"{auth_registry.host}/{repo}"
+    env = cli_env(tmp_path / "home", DOCKER_CONFIG=str(docker_config))
+    pushed = [
+        _push_by_digest(daemon, name, p, tmp_path, env) for p in ("linux/amd64", "linux/arm64")
+    ]
+
+    digest = merge_index(pushed, [f"{name}:multi"])
+
+    reader = RegistryReader(
+        auth_registry.host, auth_registry.ca, auth_registry.username, auth_registry.password
+    )
+    assert reader.manifest(repo, "multi")[0] == digest
+    assert reader.platforms(repo, "multi") == {"linux/amd64", "linux/arm64"}
+
+
+def test_merge_of_an_unknown_digest_fails_clearly(registry: str) -> None:
+    missing = Pushed("sha256:" + "0" * 64, (f"{registry}/{unique_repo()}",))
+    with pytest.raises(RegistryError, match="not found"):
+        merge_index([missing], [f"{missing.image_names[0]}:latest"])

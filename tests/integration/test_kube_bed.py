@@ -1,0 +1,147 @@
+"""Bed check for ci/kube: what the kubernetes driver relies on works on the real cluster, with the
+restricted builder credentials a CI job would have."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.kubebed import KubeBed
+
+pytestmark = [pytest.mark.integration, pytest.mark.kube]
+
+POOLS = ("a", "b")
+
+
+def _client(kubeconfig: object) -> Any:
+    from kubernetes import config
+
+    return config.new_client_from_config(config_file=str(kubeconfig))
+
+
+@pytest.fixture(scope="module")
+def builder_api(kube: KubeBed) -> Iterator[Any]:
+    client = _client(kube.builder_kubeconfig)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def admin_api(kube: KubeBed) -> Iterator[Any]:
+    client = _client(kube.admin_kubeconfig)
+    yield client
+    client.close()
+
+
+def _buildkit_deployment(name: str, image: str, pool: str) -> dict[str, Any]:
+    probe = {"exec": {"command": ["buildctl", "debug", "workers"]}, "periodSeconds": 2}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "nodeSelector": {"pybuildx.test/pool": pool},
+                    "terminationGracePeriodSeconds": 2,
+                    "containers": [
+                        {
+                            "name": "buildkitd",
+                            "image": image,
+                            "imagePullPolicy": "IfNotPresent",
+                            "securityContext": {"privileged": True},
+                            "readinessProbe": probe,
+                            "volumeMounts": [{"name": "state", "mountPath": "/var/lib/buildkit"}],
+                        }
+                    ],
+                    "volumes": [{"name": "state", "emptyDir": {}}],
+                },
+            },
+        },
+    }
+
+
+def _wait(what: str, condition: Any, timeout: float = 180) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(1)
+    pytest.fail(f"{what} within {timeout:.0f} s")
+
+
+def test_nodes_are_ready_and_labelled_by_pool(kube: KubeBed, admin_api: Any) -> None:
+    from kubernetes import client
+
+    nodes = client.CoreV1Api(admin_api).list_node().items
+    ready = {
+        n.metadata.name: any(c.type == "Ready" and c.status == "True" for c in n.status.conditions)
+        for n in nodes
+    }
+    pools = {n.metadata.name: n.metadata.labels.get("pybuildx.test/pool") for n in nodes}
+    assert ready == {n.name: True for n in kube.nodes}
+    assert sorted(pools.values()) == sorted(POOLS)
+    assert {n.status.node_info.kubelet_version for n in nodes} == {kube.version}
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_builder_deployment_runs_buildkitd_reachable_by_exec(
+    kube: KubeBed, builder_api: Any, pool: str
+) -> None:
+    from kubernetes import client
+    from kubernetes.stream import stream
+
+    apps, core = client.AppsV1Api(builder_api), client.CoreV1Api(builder_api)
+    name = f"bedcheck-{pool}-{uuid.uuid4().hex[:6]}"
+    apps.create_namespaced_deployment(kube.namespace, _buildkit_deployment(name, kube.image, pool))
+    try:
+        _wait(
+            f"deployment {name} ready",
+            lambda: apps.read_namespaced_deployment(name, kube.namespace).status.ready_replicas,
+        )
+        pods = core.list_namespaced_pod(kube.namespace, label_selector=f"app={name}").items
+        assert len(pods) == 1
+        assert pods[0].spec.node_name == kube.node_in_pool(pool).name
+        output = stream(
+            core.connect_get_namespaced_pod_exec,
+            pods[0].metadata.name,
+            kube.namespace,
+            command=["buildctl", "debug", "workers"],
+            stderr=True,
+            stdin=False,
+            stdout=True,
+            tty=False,
+        )
+        assert "linux/amd64" in output, output
+    finally:
+        apps.delete_namespaced_deployment(name, kube.namespace, propagation_policy="Foreground")
+    _wait(
+        f"pods of {name} gone",
+        lambda: not core.list_namespaced_pod(kube.namespace, label_selector=f"app={name}").items,
+        timeout=120,
+    )
+
+
+def test_builder_credentials_are_confined_to_their_namespace(
+    kube: KubeBed, builder_api: Any
+) -> None:
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    apps, core = client.AppsV1Api(builder_api), client.CoreV1Api(builder_api)
+    with pytest.raises(ApiException) as other_namespace:
+        apps.list_namespaced_deployment("default")
+    with pytest.raises(ApiException) as nodes:
+        core.list_node()
+    with pytest.raises(ApiException) as daemonsets:
+        apps.list_namespaced_daemon_set(kube.namespace)
+    assert {e.value.status for e in (other_namespace, nodes, daemonsets)} == {403}
+    assert apps.list_namespaced_deployment(kube.namespace).items is not None
