@@ -15,6 +15,7 @@ from pathlib import Path
 from bench.llb import local_only_definition
 from pybuildx.buildkit._pb import control_pb2
 from pybuildx.buildkit.control import control_stub
+from pybuildx.buildkit.directsync import DirectSyncSession
 from pybuildx.buildkit.filesync import FileSyncAttachable, LocalSource
 from pybuildx.buildkit.session import Session, new_id
 from pybuildx.buildkit.upload_ledger import UploadLedger
@@ -26,23 +27,35 @@ def main() -> int:
     parser.add_argument("--addr", required=True)
     parser.add_argument("--context", required=True, type=Path)
     parser.add_argument("--ledger-dir", type=Path, help="reuse the shared key across runs")
+    parser.add_argument("--path", choices=("direct", "grpc"), default="direct")
     args = parser.parse_args()
 
     start = time.perf_counter()
     ledger = UploadLedger.open(args.ledger_dir, "bench") if args.ledger_dir else None
-    sync = FileSyncAttachable({"context": LocalSource(path=args.context)}, ledger=ledger)
-    channel = open_channel(args.addr)
     key = ledger.shared_key if ledger is not None else new_id()
-    with Session(channel, [sync], shared_key=key) as session:
-        request = control_pb2.SolveRequest(
-            Ref=new_id(), Session=session.id, Definition=local_only_definition("context")
-        )
-        request.Cache.SetInParent()
-        control_stub(channel).Solve(request, timeout=1800)
+    dirs = {"context": LocalSource(path=args.context)}
+    channel = open_channel(args.addr)
+    request = control_pb2.SolveRequest(Ref=new_id(), Definition=local_only_definition("context"))
+    request.Cache.SetInParent()
+    if args.path == "direct":
+        files = DirectSyncSession(channel, dirs, ledger=ledger, shared_key=key)
+        with files, Session(channel, []) as session:
+            request.Session = session.id
+            request.FrontendAttrs.update(files.frontend_attrs())
+            # Raw LLB has no frontend to read local-sessionid: name the session in the source.
+            request.Definition.CopyFrom(local_only_definition("context", session=files.id))
+            control_stub(channel).Solve(request, timeout=1800)
+        sent = files.files.bytes_sent
+    else:
+        sync = FileSyncAttachable(dirs, ledger=ledger)
+        with Session(channel, [sync], shared_key=key) as session:
+            request.Session = session.id
+            control_stub(channel).Solve(request, timeout=1800)
+        sent = sync.bytes_sent
     seconds = time.perf_counter() - start
     if ledger is not None:
         ledger.close()
-    print(json.dumps({"seconds": seconds, "bytes_sent": sync.bytes_sent.get("context", 0)}))
+    print(json.dumps({"seconds": seconds, "bytes_sent": sent.get("context", 0)}))
     return 0
 
 

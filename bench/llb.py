@@ -26,8 +26,14 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def local_only_definition(name: str) -> ops_pb2.Definition:
-    source = _field(3, _field(1, f"local://{name}".encode()))
+def _attr(key: str, value: str) -> bytes:
+    return _field(2, _field(1, key.encode()) + _field(2, value.encode()))
+
+
+def local_only_definition(name: str, session: str = "") -> ops_pb2.Definition:
+    """``session`` pins the source to one session (attr ``local.session``), else the Solve's."""
+    attrs = _attr("local.session", session) if session else b""
+    source = _field(3, _field(1, f"local://{name}".encode()) + attrs)
     digest = "sha256:" + hashlib.sha256(source).hexdigest()
     terminal = _field(1, _field(1, digest.encode()))
     return ops_pb2.Definition(**{"def": [source, terminal]})

@@ -19,7 +19,7 @@ import pytest
 from tests.testbed import need
 
 STATE_FILE = Path(os.environ.get("PYBUILDX_KUBE_STATE", "/run/pybuildx-kube/state.json"))
-UP_HINT = "start it with `sudo ci/kube up` (see ci/README.md, Kubernetes)"
+UP_HINT = "start it with `sudo ci/kube up` (see ci/kube-lib/README.md)"
 
 __all__ = ["KubeBed", "KubeNode"]
 
@@ -41,6 +41,9 @@ class KubeBed:
     namespace: str  # the one namespace the builder may use
     nodes: tuple[KubeNode, ...]
     image: str  # buildkit image every node has loaded (imagePullPolicy IfNotPresent)
+    # The bed's plain registry (127.0.0.1:5000 on the host) as pods reach it (plain HTTP): give
+    # buildkitd in a pod `[registry."<pod_registry>"] http = true` (+ a mirror for 127.0.0.1:5000).
+    pod_registry: str
 
     def node_in_pool(self, pool: str) -> KubeNode:
         """The node labelled pybuildx.test/pool=<pool> (pin builders with a nodeselector)."""
@@ -99,6 +102,7 @@ def kube() -> KubeBed:
         namespace=state["namespace"],
         nodes=tuple(KubeNode(n["name"], dict(n["labels"])) for n in state["nodes"]),
         image=state["buildkit_image"],
+        pod_registry=state["pod_registry"],
     )
     problem = _api_answers(bed.server, bed.admin_kubeconfig)
     need(problem is None, f"Kubernetes API server: {problem}; {UP_HINT}")

@@ -109,6 +109,13 @@ def _v2_status(url: str, context: ssl.SSLContext | None = None) -> int | None:
         return None
 
 
+def _section(state: dict[str, Any], key: str, what: str) -> dict[str, Any]:
+    info = state.get(key)
+    need(isinstance(info, dict) and info, f"{what} is not in the test bed state; {UP_HINT}")
+    assert isinstance(info, dict)
+    return info
+
+
 @pytest.fixture(scope="session")
 def bed() -> dict[str, Any]:
     """The whole bed's state (see ci/README.md for its keys)."""
@@ -125,8 +132,7 @@ def bed() -> dict[str, Any]:
 
 
 def _daemon(bed: dict[str, Any], name: str) -> Daemon:
-    info = bed.get("daemons", {}).get(name)
-    need(info, f"buildkitd {name!r} is not in the test bed state; {UP_HINT}")
+    info = _section(bed.get("daemons", {}), name, f"buildkitd {name!r}")
     tls = info["tls"]
     daemon = Daemon(
         name=name,
@@ -170,8 +176,7 @@ def registry(bed: dict[str, Any]) -> str:
 @pytest.fixture(scope="session")
 def auth_registry(bed: dict[str, Any]) -> AuthRegistry:
     """The TLS + htpasswd registry: its host, the bed CA, and the credentials it accepts."""
-    info = bed.get("auth_registry")
-    need(info, f"the auth registry is not in the test bed state; {UP_HINT}")
+    info = _section(bed, "auth_registry", "the auth registry")
     try:
         password = Path(info["password_file"]).read_text().strip()
     except OSError as err:
@@ -206,8 +211,7 @@ def busybox(bed: dict[str, Any], registry: str) -> str:
 @pytest.fixture(scope="session")
 def buildkit_image(bed: dict[str, Any], registry: str) -> BuildkitImage:
     """The locally made buildkit image (docker-container / kubernetes drivers) and its tarball."""
-    info = bed.get("buildkit_image")
-    need(info, f"the buildkit image is not in the test bed state; {UP_HINT}")
+    info = _section(bed, "buildkit_image", "the buildkit image")
     image = BuildkitImage(ref=info["ref"], latest=info["latest"], tarball=Path(info["tarball"]))
     need(image.tarball.exists(), f"{image.tarball} is missing; {UP_HINT}")
     return image
@@ -216,8 +220,7 @@ def buildkit_image(bed: dict[str, Any], registry: str) -> BuildkitImage:
 @pytest.fixture(scope="session")
 def buildx(bed: dict[str, Any]) -> Path:
     """docker buildx (for benchmarks against it)."""
-    info = bed.get("buildx")
-    need(info, "docker buildx was not built by the test bed (see ci/testbed up output)")
+    info = _section(bed, "buildx", "docker buildx (not built? see `ci/testbed up` output)")
     path = Path(info["path"])
     need(path.exists(), f"{path} is missing; {UP_HINT}")
     return path

@@ -40,6 +40,11 @@ BRIDGE = "pbxkube0"
 BRIDGE_ADDR = "10.213.0.1"
 NODE_PREFIX = 24
 
+# The bed's plain registry (host 127.0.0.1:5000) as pods see it: the same address on every node,
+# a loopback alias of the node namespace, reached by pods through a /32 route (no default route).
+REGISTRY_PORT = 5000
+POD_REGISTRY_ADDR = "10.215.0.1"
+
 NAMESPACE = "pybuildx-test"
 BUILDER_SA = "pybuildx-builder"
 PAUSE_IMAGE = "localhost/pybuildx/pause:v1"

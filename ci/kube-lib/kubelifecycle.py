@@ -22,6 +22,8 @@ from kubecommon import (
     NODES,
     PAUSE_IMAGE,
     PKI,
+    POD_REGISTRY_ADDR,
+    REGISTRY_PORT,
     RUN,
     KubeBedError,
     NodeSpec,
@@ -53,7 +55,7 @@ from kubeimages import (
     tag_image,
 )
 from kubenet import create_bridge, create_node_netns, delete_bridge, delete_node_netns
-from kubenodes import REGISTRY_PORT, remove_cgroup_root, start_containerd, start_kubelet
+from kubenodes import remove_cgroup_root, start_containerd, start_kubelet
 from kubepki import ca_paths, make_ca
 
 REPO = HERE.parent.parent
@@ -104,6 +106,7 @@ def up() -> None:
             "buildkit_image": bed_image[1] if bed_image else BUILDKIT_IMAGE,
             "own_buildkit_image": BUILDKIT_IMAGE,
             "pause_image": PAUSE_IMAGE,
+            "pod_registry": f"{POD_REGISTRY_ADDR}:{REGISTRY_PORT}",
             "nodes": [
                 {"name": n.name, "labels": n.labels, "address": n.address, "netns": n.netns}
                 for n in NODES
@@ -152,6 +155,7 @@ def _network() -> None:
                     node.netns,
                     str(API_PORT),
                     str(REGISTRY_PORT),
+                    f"{POD_REGISTRY_ADDR}:{REGISTRY_PORT}",
                 ],
             )
 
@@ -201,11 +205,24 @@ def down() -> None:
         delete_node_netns(node)
         remove_cgroup_root(node)
     delete_bridge()
+    _remove_container_log_links()
     shutil.rmtree(RUN, ignore_errors=True)
     if LIB.exists():
         for child in LIB.iterdir():
             if child != LOGS:
                 shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
+
+
+def _remove_container_log_links() -> None:
+    """The kubelet always links container logs into /var/log/containers; drop our links."""
+    links = Path("/var/log/containers")
+    for link in links.glob("*.log") if links.is_dir() else []:
+        try:
+            target = str(link.readlink())
+        except OSError:
+            continue
+        if link.is_symlink() and target.startswith(str(LIB) + "/"):
+            link.unlink()
 
 
 def _remove_containers(node: NodeSpec) -> None:

@@ -10,7 +10,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kubecommon import BRIDGE, BRIDGE_ADDR, NODE_PREFIX, NodeSpec, in_netns, run
+from kubecommon import (
+    BRIDGE,
+    BRIDGE_ADDR,
+    NODE_PREFIX,
+    POD_REGISTRY_ADDR,
+    NodeSpec,
+    in_netns,
+    run,
+)
 
 
 def _link_exists(name: str, netns: str | None = None) -> bool:
@@ -52,6 +60,8 @@ def create_node_netns(node: NodeSpec) -> None:
             )
         )
     run(in_netns(node.netns, ["ip", "link", "set", "lo", "up"]))
+    alias = in_netns(node.netns, ["ip", "addr", "replace", f"{POD_REGISTRY_ADDR}/32", "dev", "lo"])
+    run(alias)
     run(in_netns(node.netns, ["ip", "link", "set", node_end, "up"]))
 
 
@@ -66,7 +76,8 @@ def delete_bridge() -> None:
 
 def write_cni_config(node: NodeSpec, conf_dir: Path) -> None:
     """A bridge inside the node namespace for its pods: gateway address on the bridge so the
-    kubelet can reach pods, but no default route in pods and no IP masquerade."""
+    kubelet can reach pods, no IP masquerade, and no default route in pods: their only route
+    out of their subnet is the /32 to the node's registry alias."""
     conf_dir.mkdir(parents=True, exist_ok=True)
     bridge = {
         "type": "bridge",
@@ -78,6 +89,7 @@ def write_cni_config(node: NodeSpec, conf_dir: Path) -> None:
         "ipam": {
             "type": "host-local",
             "ranges": [[{"subnet": node.pod_cidr}]],
+            "routes": [{"dst": f"{POD_REGISTRY_ADDR}/32"}],
             "dataDir": str(node.dir / "cni-ipam"),
         },
     }

@@ -12,6 +12,7 @@ from kubecommon import (
     KUBE_BIN,
     LIB,
     PAUSE_IMAGE,
+    REGISTRY_PORT,
     RUN,
     NodeSpec,
     in_netns,
@@ -26,7 +27,6 @@ from kubenet import write_cni_config
 from kubepki import CertSpec, ca_paths, make_cert
 
 CGROUP_V1 = Path("/sys/fs/cgroup")
-REGISTRY_PORT = 5000  # the test bed's plain registry, relayed into each node namespace
 
 
 def containerd_config(node: NodeSpec) -> str:
@@ -42,6 +42,9 @@ state = "{RUN / node.name / "containerd-state"}"
 [{cri}]
   sandbox_image = "{PAUSE_IMAGE}"
   disable_apparmor = true
+  # These machines withhold CAP_SYS_RESOURCE even from root, so runc cannot lower
+  # oom_score_adj below ours (the kubelet asks -998 for sandboxes): cap it instead.
+  restrict_oom_score_adj = true
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   netns_mounts_under_state_dir = true
@@ -105,8 +108,8 @@ def make_cgroup_root(node: NodeSpec) -> None:
 
 def remove_cgroup_root(node: NodeSpec) -> None:
     for hierarchy in sorted(CGROUP_V1.iterdir()):
-        group = hierarchy / node.cgroup_root.lstrip("/")
-        if hierarchy.name == "unified" or not group.is_dir():
+        group = hierarchy / node.cgroup_root.lstrip("/")  # the kubelet also makes one in unified/
+        if not group.is_dir():
             continue
         for sub in sorted(group.rglob("*"), key=lambda p: len(p.parts), reverse=True):
             if sub.is_dir():

@@ -6,7 +6,8 @@ Nodes live in their own network namespaces, but the API server (and the plain re
 and connects out from the host namespace, so nothing but loopback and the node namespace is
 ever involved.
 
-Usage: nsrelay.py NETNS PORT [PORT...]   (each PORT: node 127.0.0.1:PORT -> host 127.0.0.1:PORT)
+Usage: nsrelay.py NETNS [ADDR:]PORT...
+  each: listen on ADDR:PORT (default 127.0.0.1) in the node namespace -> host 127.0.0.1:PORT
 """
 
 from __future__ import annotations
@@ -27,16 +28,16 @@ def _setns(fd: int) -> None:
         raise OSError(err, os.strerror(err))
 
 
-def listen_in_netns(netns: str, ports: list[int]) -> list[socket.socket]:
+def listen_in_netns(netns: str, endpoints: list[tuple[str, int]]) -> list[socket.socket]:
     host_ns = os.open("/proc/self/ns/net", os.O_RDONLY)
     node_ns = os.open(f"/run/netns/{netns}", os.O_RDONLY)
     listeners = []
     try:
         _setns(node_ns)
-        for port in ports:
+        for address, port in endpoints:
             sock = socket.socket()
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(("127.0.0.1", port))
+            sock.bind((address, port))
             sock.listen(64)
             listeners.append(sock)
     finally:
@@ -85,7 +86,11 @@ def main(argv: list[str]) -> int:
     if len(argv) < 2:
         print(__doc__, file=sys.stderr)
         return 2
-    listeners = listen_in_netns(argv[0], [int(p) for p in argv[1:]])
+    endpoints = []
+    for arg in argv[1:]:
+        address, _, port = arg.rpartition(":")
+        endpoints.append((address or "127.0.0.1", int(port)))
+    listeners = listen_in_netns(argv[0], endpoints)
     threads = [threading.Thread(target=serve, args=(sock,), daemon=True) for sock in listeners]
     for thread in threads:
         thread.start()

@@ -71,6 +71,12 @@ def ensure_apt_packages() -> None:
     )
 
 
+def apt_versions() -> dict[str, str]:
+    fmt = "${Package} ${Version}\\n"
+    out = run(["dpkg-query", "-W", f"-f={fmt}", *APT_PACKAGES], capture=True, check=False).stdout
+    return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+
+
 def arm64_busybox() -> Path:
     """Debian's static arm64 busybox, extracted from the foreign-architecture package."""
     target = CACHE / "busybox-arm64" / "bin" / "busybox"
@@ -165,10 +171,10 @@ def _version_ldflags(version: str) -> str:
     return f"-X {BUILDKIT_MODULE}/version.Version={version}"
 
 
-def _reports_version(binary: Path, version: str) -> bool:
+def _reports_version(binary: Path, version: str, argv: tuple[str, ...] = ("--version",)) -> bool:
     if not binary.exists():
         return False
-    proc = run([str(binary), "--version"], capture=True, check=False)
+    proc = run([str(binary), *argv], capture=True, check=False)
     return f" {version} " in f"{proc.stdout.strip()} "
 
 
@@ -196,12 +202,19 @@ def ensure_buildkit_current() -> Path:
 def ensure_buildx() -> Path | None:
     """docker buildx for benchmarks; None (with a log line) when it cannot be built here."""
     binary = buildx_bin()
-    if not binary.exists():
+    if not _reports_version(binary, BUILDX_VERSION, ("version",)):
         log(f"go install buildx {BUILDX_VERSION} (minutes)")
         start = time.monotonic()
         try:
+            ldflags = f"-X github.com/docker/buildx/version.Version={BUILDX_VERSION}"
             run(
-                ["go", "install", f"github.com/docker/buildx/cmd/buildx@{BUILDX_VERSION}"],
+                [
+                    "go",
+                    "install",
+                    "-ldflags",
+                    ldflags,
+                    f"github.com/docker/buildx/cmd/buildx@{BUILDX_VERSION}",
+                ],
                 env={**GO_ENV, "GOBIN": str(binary.parent), "CGO_ENABLED": "0"},
                 nice=True,
             )

@@ -30,27 +30,29 @@ DAEMON_VERSIONS = {"v0.18": BUILDKIT_OLD, "current": BUILDKIT_CURRENT}
 SERVERNAME = "localhost"
 
 
-def _config_toml(path: Path, ca: str) -> None:
-    path.write_text(
-        "\n".join(
-            [
-                "# Written by ci/lib/bedbuildkitd.py",
-                # http = false: BuildKit otherwise speaks plain HTTP to loopback registries
-                # (v0.18 gets "400 Bad Request" from the TLS registry when pushing).
-                f'[registry."127.0.0.1:{AUTH_REGISTRY_PORT}"]',
-                "  http = false",
-                f'  ca = ["{ca}"]',
-                f'[registry."localhost:{AUTH_REGISTRY_PORT}"]',
-                "  http = false",
-                f'  ca = ["{ca}"]',
-                f'[registry."127.0.0.1:{PLAIN_REGISTRY_PORT}"]',
-                "  http = true",
-                f'[registry."localhost:{PLAIN_REGISTRY_PORT}"]',
-                "  http = true",
-                "",
-            ]
-        )
-    )
+def _config_toml(ca: str) -> str:
+    auth, plain = AUTH_REGISTRY_PORT, PLAIN_REGISTRY_PORT
+    lines = ["# Written by ci/lib/bedbuildkitd.py"]
+    for host in ("127.0.0.1", "localhost"):
+        # BuildKit talks plain HTTP to localhost registries unless `http = false` says otherwise.
+        lines += [f'[registry."{host}:{auth}"]', "  http = false", f'  ca = ["{ca}"]']
+        lines += [f'[registry."{host}:{plain}"]', "  http = true"]
+    return "\n".join(lines) + "\n"
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def _runs_current_binary(pid: int | None, binary: str) -> bool:
+    """False when the binary was rebuilt (new pin or stamp) since the daemon started."""
+    try:
+        return Path(f"/proc/{pid}/exe").readlink() == Path(binary)
+    except OSError:
+        return False
 
 
 def worker_platforms(buildctl: str, addr: str) -> str:
@@ -114,15 +116,16 @@ def ensure_daemon(name: str, old: dict[str, Any], certs: dict[str, str]) -> dict
         },
         "servername": SERVERNAME,
         "log": str(LOGS / f"buildkitd-{name}.log"),
-        # A rebuilt binary (new pin, version stamp) must replace a daemon still running the old one.
-        "binary_mtime": (bindir / "buildkitd").stat().st_mtime_ns,
     }
+    config_text = _config_toml(certs["ca"])
     pid = old.get("pid")
     if not pid_alive(pid, info["unix_addr"]):
         pid = find_pid(info["unix_addr"])
     if (
         pid_alive(pid, info["unix_addr"])
-        and old.get("binary_mtime") == info["binary_mtime"]
+        and pid_alive(pid, str(Path(certs["server"]) / "cert.pem"))  # same certificates
+        and _runs_current_binary(pid, info["buildkitd"])
+        and _read(Path(info["config"])) == config_text
         # Emulated platforms are detected at start: a daemon started before binfmt lacks arm64.
         and "linux/arm64" in worker_platforms(info["buildctl"], info["unix_addr"])
     ):
@@ -131,7 +134,7 @@ def ensure_daemon(name: str, old: dict[str, Any], certs: dict[str, str]) -> dict
     Path(info["root"]).mkdir(parents=True, exist_ok=True)
     RUN.mkdir(parents=True, exist_ok=True)
     Path(info["unix_addr"].removeprefix("unix://")).unlink(missing_ok=True)
-    _config_toml(Path(info["config"]), certs["ca"])
+    Path(info["config"]).write_text(config_text)
     for snapshotter in ("overlayfs", "native"):
         log(f"starting buildkitd {name} ({version}, {snapshotter})")
         pid = _launch(info, snapshotter, certs)

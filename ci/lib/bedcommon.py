@@ -7,12 +7,15 @@ import os
 import shlex
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 # Pinned versions: bump deliberately, the cache is keyed by them.
 BUILDKIT_OLD = "v0.18.2"
@@ -176,11 +179,11 @@ def unix_open(path: Path) -> bool:
         return False
 
 
-def http_status(url: str, context: object = None) -> int | None:
+def http_status(url: str, context: ssl.SSLContext | None = None) -> int | None:
     """Status of GET url (None when nothing answers). Loopback only."""
     request = urllib.request.Request(url, method="GET")
     try:
-        with urllib.request.urlopen(request, timeout=3, context=context) as resp:  # type: ignore[arg-type]
+        with urllib.request.urlopen(request, timeout=3, context=context) as resp:
             return int(resp.status)
     except urllib.error.HTTPError as err:
         return int(err.code)
@@ -188,7 +191,7 @@ def http_status(url: str, context: object = None) -> int | None:
         return None
 
 
-def load_state() -> dict[str, object]:
+def load_state() -> dict[str, Any]:
     try:
         data = json.loads(STATE_FILE.read_text())
     except (OSError, ValueError):
@@ -196,7 +199,7 @@ def load_state() -> dict[str, object]:
     return data if isinstance(data, dict) else {}
 
 
-def save_state(state: Mapping[str, object]) -> None:
+def save_state(state: Mapping[str, Any]) -> None:
     RUN.mkdir(parents=True, exist_ok=True)
     tmp = STATE_FILE.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")

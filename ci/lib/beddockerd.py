@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from typing import Any
 
 from bedcommon import (
@@ -23,6 +24,7 @@ from bedcommon import (
 
 DOCKER_SOCKET = RUN / "docker.sock"
 DOCKER_HOST = f"unix://{DOCKER_SOCKET}"
+EXEC_ROOT = RUN / "docker-exec"
 DOCKER_CLI = "/usr/bin/docker"  # Debian's 20.10 client, matching the daemon
 
 
@@ -60,7 +62,7 @@ def ensure_dockerd(state: dict[str, Any], images: list[str]) -> dict[str, Any]:
                 "--host", DOCKER_HOST,
                 "--config-file", str(config),
                 "--data-root", str(home / "data"),
-                "--exec-root", str(RUN / "docker-exec"),
+                "--exec-root", str(EXEC_ROOT),
                 "--pidfile", str(RUN / "docker.pid"),
                 "--bridge=none",
                 "--iptables=false",
@@ -97,3 +99,4 @@ def ensure_dockerd(state: dict[str, Any], images: list[str]) -> dict[str, Any]:
 def stop_dockerd(state: dict[str, Any]) -> None:
     stop_pid(state.get("dockerd", {}).get("pid"), "dockerd", DOCKER_HOST, timeout=30)
     DOCKER_SOCKET.unlink(missing_ok=True)
+    shutil.rmtree(EXEC_ROOT, ignore_errors=True)

@@ -34,16 +34,29 @@ ENTRYPOINT ["buildkitd"]
 """
 
 
-def _manifest_exists(registry: str, repo: str, tag: str, ctx: ssl.SSLContext | None = None) -> bool:
-    scheme = "https" if ctx else "http"
-    request = urllib.request.Request(
-        f"{scheme}://{registry}/v2/{repo}/manifests/{tag}",
-        method="HEAD",
-        headers={
-            "Accept": "application/vnd.oci.image.index.v1+json,"
-            "application/vnd.docker.distribution.manifest.list.v2+json"
-        },
-    )
+MANIFEST_TYPES = ",".join(
+    [
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    ]
+)
+
+
+def _manifest_exists(
+    registry: str, repo: str, tag: str, auth: dict[str, Any] | None = None
+) -> bool:
+    headers = {"Accept": MANIFEST_TYPES}
+    ctx = None
+    if auth:
+        password = Path(auth["password_file"]).read_text().strip()
+        token = base64.b64encode(f"{auth['username']}:{password}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+        ctx = ssl.create_default_context(cafile=auth["ca"])
+    scheme = "https" if auth else "http"
+    url = f"{scheme}://{registry}/v2/{repo}/manifests/{tag}"
+    request = urllib.request.Request(url, method="HEAD", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=5, context=ctx) as resp:
             return int(resp.status) == 200
@@ -101,9 +114,8 @@ def _build(
 def ensure_busybox(addr: str, registry: str, auth: dict[str, Any], arm64_busybox: Path) -> str:
     """Multi-arch busybox (amd64 + arm64) as one index in both registries; returns the plain ref."""
     ref = f"{registry}/busybox:latest"
-    auth_ctx = ssl.create_default_context(cafile=auth["ca"])
     if _manifest_exists(registry, "busybox", "latest") and _manifest_exists(
-        auth["host"], "busybox", "latest", auth_ctx
+        auth["host"], "busybox", "latest", auth
     ):
         return ref
     amd64_busybox = Path("/bin/busybox")

@@ -28,7 +28,10 @@ AUTH_USER = "pybuildx"
 REGISTRY_BIN = "/usr/bin/docker-registry"
 
 
-def _config(name: str, port: int, tls: dict[str, str] | None, htpasswd: Path | None) -> Path:
+def _config(
+    name: str, port: int, tls: dict[str, str] | None, htpasswd: Path | None
+) -> tuple[Path, bool]:
+    """Write the registry's config; return its path and whether it changed."""
     root = LIB / f"registry-{name}"
     lines = [
         "version: 0.1",
@@ -47,9 +50,11 @@ def _config(name: str, port: int, tls: dict[str, str] | None, htpasswd: Path | N
     if htpasswd:
         lines += ["auth:", "  htpasswd:", "    realm: pybuildx-testbed", f"    path: {htpasswd}"]
     root.mkdir(parents=True, exist_ok=True)
-    config = root / "config.yml"
-    config.write_text("\n".join(lines) + "\n")
-    return config
+    config, text = root / "config.yml", "\n".join(lines) + "\n"
+    changed = not config.exists() or config.read_text() != text
+    if changed:
+        config.write_text(text)
+    return config, changed
 
 
 def _credentials() -> tuple[Path, Path]:
@@ -70,12 +75,13 @@ def _credentials() -> tuple[Path, Path]:
 
 
 def _start(
-    name: str, config: Path, old: dict[str, Any], probe_url: str, ctx: Any, ok: int
+    name: str, written: tuple[Path, bool], old: dict[str, Any], probe_url: str, ctx: Any, ok: int
 ) -> dict[str, Any]:
+    config, changed = written
     pid = old.get("pid")
     if not pid_alive(pid, str(config)):
         pid = find_pid(str(config))
-    if pid and http_status(probe_url, ctx) == ok:
+    if pid and not changed and http_status(probe_url, ctx) == ok:
         return {"pid": pid, "log": str(LOGS / f"registry-{name}.log"), "config": str(config)}
     stop_pid(pid, f"registry {name}", str(config))
     log_file = LOGS / f"registry-{name}.log"

@@ -49,9 +49,13 @@ def up() -> None:
     started = time.monotonic()
     state = load_state()
     state["timings"] = {}
-    state["versions"] = {"buildkit_old": BUILDKIT_OLD, "buildkit_current": BUILDKIT_CURRENT}
-
     _step(state, "apt", bedbinaries.ensure_apt_packages)
+    state["versions"] = {
+        "buildkit_old": BUILDKIT_OLD,
+        "buildkit_current": BUILDKIT_CURRENT,
+        "buildx": BUILDX_VERSION,
+        **bedbinaries.apt_versions(),
+    }
     _step(state, "go:buildkit-current", bedbinaries.ensure_buildkit_current)
     _step(state, "go:buildkit-old", bedbinaries.ensure_buildkit_old)
     buildx = _step(state, "go:buildx", bedbinaries.ensure_buildx)
@@ -148,11 +152,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="ci/testbed", description=__doc__)
     parser.add_argument("command", choices=["up", "down", "status"])
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        print("ci/testbed must run as root (daemons, binfmt, apt)", file=sys.stderr)
-        return 2
     if args.command == "status":
         return status()
+    if os.geteuid() != 0:
+        print("ci/testbed up/down must run as root (daemons, binfmt, apt)", file=sys.stderr)
+        return 2
     RUN.mkdir(parents=True, exist_ok=True)
     with (RUN / "lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one up/down at a time; others wait

@@ -95,7 +95,9 @@ class BuildSpec:
     """A validated ``ci-build build`` invocation. Paths are absolute."""
 
     context: Path | None
-    """The context directory; None for an empty context (``ci-build build -``)."""
+    """The context directory; None for an empty context or a tarball (``ci-build build -``)."""
+    context_tar: Path | None = None
+    """A context archive (tar, optionally compressed) that came on stdin, spooled to a file."""
     dockerfile: Path | None = None
     """The Dockerfile on disk; None when it came from stdin (``dockerfile_text``)."""
     dockerfile_text: bytes | None = None
@@ -347,23 +349,31 @@ def parse_build_flags(
     iidfile: str | None = None,
     allow: Sequence[str] = (),
     stdin: bytes | None = None,
+    context_tar: Path | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> BuildSpec:
     """Validate raw flag values into a ``BuildSpec`` (bad input → ``UsageError``, exit 2).
 
-    ``context`` ``-`` means "no context, Dockerfile on stdin" (as ``docker build -``); ``stdin``
-    holds what was read from standard input when ``-`` appears in the context or ``-f``.
+    ``context`` ``-`` means stdin holds either a Dockerfile (empty context) or a context archive,
+    as with ``docker build -``. ``stdin`` holds what was read from standard input when ``-``
+    appears in the context or ``-f``; a context archive is passed instead as ``context_tar``
+    (spooled to a private file by the caller, since it can be large).
     """
     env = environ if environ is not None else {}
     dockerfile_text: bytes | None = None
-    if context == STDOUT:
+    if context == STDOUT and context_tar is not None:
+        if file == STDOUT:
+            raise UsageError("stdin holds the context archive; -f - cannot read it as well")
+        context_dir = None
+        dockerfile = _dockerfile(file, Path.cwd(), None)[0] if file else None
+    elif context == STDOUT:
         if file not in (None, STDOUT):
             raise UsageError("a stdin context (-) takes its Dockerfile from stdin; drop -f")
         if not stdin:
             raise UsageError("the build context is - (stdin), but stdin is empty")
         if stdin[257:262] == b"ustar":
             raise UsageError(
-                "tar archives on stdin are not supported as build context",
+                "a context archive on stdin must be passed as a file (context_tar)",
                 hint="extract the archive and pass its directory",
             )
         context_dir, dockerfile, dockerfile_text = None, None, stdin
@@ -385,6 +395,7 @@ def parse_build_flags(
     base = context_dir or Path.cwd()
     return BuildSpec(
         context=context_dir,
+        context_tar=context_tar if context == STDOUT else None,
         dockerfile=dockerfile,
         dockerfile_text=dockerfile_text,
         tags=tuple(tags),

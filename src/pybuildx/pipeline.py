@@ -180,11 +180,12 @@ def _node_outputs(
     result: list[OutputSpec] = []
     load_file: Path | None = None
     for output in outputs:
+        if driver == "docker" and (_is_load(output) or output.type == "image"):
+            # The engine's exporter ("moby") stores the image in the engine, so --load is free;
+            # with push=true it pushes too.
+            result.append(OutputSpec(type="moby", attrs=dict(output.attrs)))
+            continue
         if _is_load(output):
-            if driver == "docker":
-                # The engine's own exporter stores the image: the "load" is free.
-                result.append(OutputSpec(type="image", attrs=dict(output.attrs)))
-                continue
             load_file = scratch / "load.tar"
             output = dataclasses.replace(output, dest=str(load_file))
         elif multi_node and _is_push(output):

@@ -4,6 +4,7 @@ and on SIGTERM, and named local builders that outlive one process."""
 from __future__ import annotations
 
 import json
+import random
 import signal
 import subprocess
 import sys
@@ -74,7 +75,9 @@ def test_sigterm_stops_the_spawned_buildkitd_and_removes_its_files(
     require_buildkitd()
     context = tmp_path / "ctx"
     context.mkdir()
-    (context / "Dockerfile").write_text(f"FROM {busybox}\nRUN sleep 600\n")
+    # A duration of its own, so that other test runs' sleeps are not mistaken for ours.
+    sleep = f"sleep {600 + random.randrange(10_000)}"
+    (context / "Dockerfile").write_text(f"FROM {busybox}\nRUN {sleep}\n")
     env = cli_env(tmp_path)
     scratch = str(tmp_path / "tmp")
     process = subprocess.Popen(
@@ -86,7 +89,7 @@ def test_sigterm_stops_the_spawned_buildkitd_and_removes_its_files(
     )
     try:
         # The build is under way once the RUN step's process exists below the spawned daemon.
-        _wait_for(lambda: processes_mentioning("sleep 600"), 120, "the RUN step to start")
+        _wait_for(lambda: processes_mentioning(sleep), 120, "the RUN step to start")
         assert any("buildkitd" in p for p in processes_mentioning(scratch))
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=120)
@@ -97,6 +100,7 @@ def test_sigterm_stops_the_spawned_buildkitd_and_removes_its_files(
     assert process.returncode != 0
     assert "Traceback" not in stderr
     assert processes_mentioning(scratch) == []
+    assert processes_mentioning(sleep) == []
     assert leftovers(tmp_path) == []
 
 

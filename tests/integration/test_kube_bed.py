@@ -121,6 +121,19 @@ def test_builder_deployment_runs_buildkitd_reachable_by_exec(
             tty=False,
         )
         assert "linux/amd64" in output, output
+        routes = stream(
+            core.connect_get_namespaced_pod_exec,
+            pods[0].metadata.name,
+            kube.namespace,
+            command=["cat", "/proc/net/route"],
+            stderr=True,
+            stdin=False,
+            stdout=True,
+            tty=False,
+        )
+        destinations = [line.split()[1] for line in routes.splitlines()[1:] if line.strip()]
+        assert destinations, routes
+        assert "00000000" not in destinations, f"pod has a default route:\n{routes}"
     finally:
         apps.delete_namespaced_deployment(name, kube.namespace, propagation_policy="Foreground")
     _wait(
@@ -145,3 +158,126 @@ def test_builder_credentials_are_confined_to_their_namespace(
         apps.list_namespaced_daemon_set(kube.namespace)
     assert {e.value.status for e in (other_namespace, nodes, daemonsets)} == {403}
     assert apps.list_namespaced_deployment(kube.namespace).items is not None
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_nodes_pull_from_and_pods_reach_the_bed_registry(
+    kube: KubeBed, admin_api: Any, busybox: str, pool: str
+) -> None:
+    """Images in the bed's plain registry (127.0.0.1:5000) run on every node, and pods reach that
+    registry at kube.pod_registry (where a buildkitd pod pulls bases and pushes results)."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(admin_api)
+    name = f"pull-{pool}-{uuid.uuid4().hex[:6]}"
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "restartPolicy": "Never",
+            "nodeSelector": {"pybuildx.test/pool": pool},
+            "containers": [
+                {
+                    "name": "main",
+                    "image": busybox,
+                    "imagePullPolicy": "Always",
+                    "command": ["/bin/busybox", "wget", "-q", "-O", "/dev/null"],
+                    "args": [f"http://{kube.pod_registry}/v2/"],
+                }
+            ],
+        },
+    }
+    core.create_namespaced_pod(kube.namespace, pod)
+    try:
+        outcome = _wait(f"pod {name} finished", lambda: _pod_outcome(core, name, kube.namespace))
+        assert outcome == "Succeeded"
+    finally:
+        core.delete_namespaced_pod(name, kube.namespace, grace_period_seconds=0)
+
+
+def _pod_outcome(core: Any, name: str, namespace: str) -> str | None:
+    """The pod's final phase, or why its image cannot be pulled; None while it is running."""
+    status = core.read_namespaced_pod(name, namespace).status
+    if status.phase in ("Succeeded", "Failed"):
+        return str(status.phase)
+    for container in status.container_statuses or []:
+        waiting = container.state.waiting
+        if waiting and waiting.reason in ("ErrImagePull", "ImagePullBackOff"):
+            return f"{waiting.reason}: {waiting.message}"
+    return None
+
+
+def test_buildkitd_pod_builds_from_and_pushes_to_the_bed_registry(
+    kube: KubeBed, admin_api: Any, busybox: str, registry: str
+) -> None:
+    """buildkitd in a pod (overlayfs on an emptyDir, runc in a privileged container) runs a
+    RUN step on a base from the bed registry and pushes the result back to it."""
+    import urllib.request
+
+    from kubernetes import client
+    from kubernetes.stream import stream
+
+    core = client.CoreV1Api(admin_api)
+    name = f"build-{uuid.uuid4().hex[:6]}"
+    config = f'[registry."{kube.pod_registry}"]\n  http = true\n'
+    start = (
+        f"mkdir -p /etc/buildkit && printf '%s' '{config}' > /etc/buildkit/buildkitd.toml"
+        " && exec buildkitd"
+    )
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "terminationGracePeriodSeconds": 2,
+            "containers": [
+                {
+                    "name": "buildkitd",
+                    "image": kube.image,
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["/bin/sh", "-c", start],
+                    "securityContext": {"privileged": True},
+                    "readinessProbe": {
+                        "exec": {"command": ["buildctl", "debug", "workers"]},
+                        "periodSeconds": 2,
+                    },
+                    "volumeMounts": [{"name": "state", "mountPath": "/var/lib/buildkit"}],
+                }
+            ],
+            "volumes": [{"name": "state", "emptyDir": {}}],
+        },
+    }
+    base = busybox.replace(registry, kube.pod_registry, 1)
+    tag = uuid.uuid4().hex[:8]
+    script = (
+        f"mkdir -p /tmp/ctx && printf 'FROM {base}\\nRUN echo {tag} > /built\\n' > "
+        "/tmp/ctx/Dockerfile && buildctl build --frontend dockerfile.v0 --local context=/tmp/ctx"
+        f" --local dockerfile=/tmp/ctx --output type=image,name={kube.pod_registry}/"
+        f"kube-bedcheck:{tag},push=true && echo BUILD-OK"
+    )
+    core.create_namespaced_pod(kube.namespace, pod)
+    try:
+        _wait(
+            f"pod {name} ready",
+            lambda: any(
+                c.type == "Ready" and c.status == "True"
+                for c in core.read_namespaced_pod(name, kube.namespace).status.conditions or []
+            ),
+        )
+        output = stream(
+            core.connect_get_namespaced_pod_exec,
+            name,
+            kube.namespace,
+            command=["/bin/sh", "-c", script],
+            stderr=True,
+            stdin=False,
+            stdout=True,
+            tty=False,
+        )
+        assert "BUILD-OK" in output, output
+    finally:
+        core.delete_namespaced_pod(name, kube.namespace, grace_period_seconds=0)
+    url = f"http://{registry}/v2/kube-bedcheck/tags/list"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        assert tag in resp.read().decode()

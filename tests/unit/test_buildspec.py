@@ -218,3 +218,53 @@ def test_unknown_progress_and_network(context: Path) -> None:
     with pytest.raises(ConfigError, match="network"):
         parse_build_flags(context=str(context), network="bridge0")
     assert parse_build_flags(context=str(context), network="default").network is None
+
+
+def test_context_archive_from_stdin(tmp_path: Path) -> None:
+    archive = tmp_path / "context.tar"
+    archive.write_bytes(b"x")
+    spec = parse_build_flags(context="-", context_tar=archive)
+    assert spec.context is None
+    assert spec.context_tar == archive
+    assert spec.dockerfile is None
+    assert spec.dockerfile_name == "Dockerfile"
+
+
+def test_context_archive_with_a_local_dockerfile(tmp_path: Path) -> None:
+    (tmp_path / "app.Dockerfile").write_text("FROM scratch\n")
+    spec = parse_build_flags(
+        context="-", context_tar=tmp_path / "c.tar", file=str(tmp_path / "app.Dockerfile")
+    )
+    assert spec.dockerfile == tmp_path / "app.Dockerfile"
+    with pytest.raises(UsageError):
+        parse_build_flags(context="-", context_tar=tmp_path / "c.tar", file="-")
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (b"x" * 257 + b"ustar\x0000", True),
+        (b"\x1f\x8b\x08\x00", True),
+        (b"BZh91AY", True),
+        (b"\xfd7zXZ\x00\x00", True),
+        (b"\x28\xb5\x2f\xfd\x00", False),
+        (b"FROM scratch\n", False),
+    ],
+)
+def test_archive_detection(head: bytes, expected: bool) -> None:
+    from pybuildx.buildkit.upload import is_archive
+
+    assert is_archive(head) is expected
+
+
+def test_pax_tars_get_compressed_for_the_daemon(tmp_path: Path) -> None:
+    import tarfile
+
+    from pybuildx.buildkit.upload import needs_compression
+
+    (tmp_path / "f").write_text("x")
+    for fmt, expected in ((tarfile.PAX_FORMAT, True), (tarfile.GNU_FORMAT, False)):
+        archive = tmp_path / f"{fmt}.tar"
+        with tarfile.open(archive, "w", format=fmt, encoding="utf-8") as tar:
+            tar.add(tmp_path / "f", arcname="\u00e9t\u00e9")  # non-ASCII: PAX needs a header
+        assert needs_compression(archive.read_bytes()[:512]) is expected

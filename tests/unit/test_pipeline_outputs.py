@@ -62,7 +62,7 @@ def test_load_becomes_a_private_tarball_except_on_the_docker_driver(
     (engine,), none = _node_outputs(
         spec.outputs, multi_node=False, driver="docker", scratch=tmp_path
     )
-    assert none is None and engine.type == "image" and engine.attrs["name"] == "hello:1"
+    assert none is None and engine.type == "moby" and engine.attrs["name"] == "hello:1"
 
 
 def test_load_of_several_platforms_or_nodes_is_refused(context: Path) -> None:

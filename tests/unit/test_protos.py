@@ -155,3 +155,35 @@ def test_other_rpc_errors_are_daemon_errors() -> None:
 @pytest.mark.parametrize("code", [grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED])
 def test_timeouts_and_cancels(code: grpc.StatusCode) -> None:
     assert isinstance(from_rpc_error(FakeRpcError(code, "x"), action="build"), DaemonError)
+
+
+class FakeOldDaemon:
+    """A gRPC server without ``Control.Info``, as BuildKit < v0.11 and Docker 20.10's builder
+    (the bed only runs newer daemons, and Docker's endpoint needs the /grpc upgrade)."""
+
+    def __init__(self, socket_dir: Path) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.address = f"unix://{socket_dir}/old.sock"
+        self.server = grpc.server(ThreadPoolExecutor(max_workers=2))
+        self.server.add_insecure_port(f"unix:{socket_dir}/old.sock")
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop(None)
+
+
+def test_info_unimplemented_counts_as_ready(tmp_path: Path) -> None:
+    from pybuildx.buildkit.control import ControlClient, wait_ready
+    from pybuildx.transport.channel import open_channel
+
+    daemon = FakeOldDaemon(tmp_path)
+    channel = open_channel(daemon.address)
+    try:
+        assert wait_ready(channel, 5) is None
+        assert ControlClient(channel).info() is None
+        with pytest.raises(DaemonError, match="listing workers failed"):
+            ControlClient(channel).list_workers()
+    finally:
+        channel.close()
+        daemon.stop()

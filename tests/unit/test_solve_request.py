@@ -144,3 +144,46 @@ def test_request_survives_the_wire(context: Path) -> None:
     request = solve_request(spec, ref="r", session_id="s")
     again = control_pb2.SolveRequest.FromString(request.SerializeToString())
     assert again == request
+
+
+def test_stdin_dockerfile_is_private_and_wiped(context: Path) -> None:
+    import stat
+
+    from pybuildx.buildkit.build import prepared_locals
+
+    spec = _spec(context, file="-", stdin=b"FROM scratch\n")
+    with prepared_locals(spec) as dirs:
+        holder = dirs["dockerfile"]
+        assert dirs["context"] == context
+        assert holder != context
+        assert stat.S_IMODE(holder.stat().st_mode) == 0o700
+        dockerfile = holder / "Dockerfile"
+        assert stat.S_IMODE(dockerfile.stat().st_mode) == 0o600
+        assert dockerfile.read_bytes() == b"FROM scratch\n"
+    assert not holder.exists()
+
+
+def test_locals_for_named_contexts_and_an_outside_dockerfile(
+    context: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from pybuildx.buildkit.build import prepared_locals
+
+    other = tmp_path_factory.mktemp("df") / "app.Dockerfile"
+    other.write_text("FROM scratch\n")
+    spec = _spec(context, file=str(other), build_contexts=["assets=assets"])
+    with prepared_locals(spec) as dirs:
+        assert dirs == {
+            "context": context,
+            "dockerfile": other.parent,
+            "assets": context / "assets",
+        }
+    assert frontend_attrs(spec)["filename"] == "app.Dockerfile"
+
+
+def test_empty_context_for_stdin_builds() -> None:
+    from pybuildx.buildkit.build import prepared_locals
+
+    spec = parse_build_flags(context="-", stdin=b"FROM scratch\n")
+    with prepared_locals(spec) as dirs:
+        assert list(dirs["context"].iterdir()) == []
+    assert not dirs["context"].exists()

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -74,7 +75,8 @@ class ActiveBuilder:
         try:
             self._drivers[index].bootstrap()
         except PybuildxError as exc:
-            exc.message = f"node {node.name}: {exc.message}"
+            if len(self.spec.nodes) > 1:
+                exc.message = f"node {node.name}: {exc.message}"
             raise
         with self._lock:
             self._booted.add(index)
@@ -141,10 +143,11 @@ class ActiveBuilder:
             driver.release()
             return
         last: Exception | None = None
-        for _ in range(_TEARDOWN_ATTEMPTS):
+        for attempt in range(_TEARDOWN_ATTEMPTS):
             try:
                 driver.teardown(keep_state=keep_state)
                 return
             except Exception as exc:
                 last = exc
+                time.sleep(0.5 * (attempt + 1))
         raise DriverError(str(last))

@@ -33,7 +33,6 @@ class AuthAttachable(auth_pb2_grpc.AuthServicer):
         self._resolver = resolver
         self._lock = threading.Lock()
         self._failures: list[RegistryError] = []
-        self._hosts: list[str] = []
 
     def register(self, server: grpc.Server) -> None:
         auth_pb2_grpc.add_AuthServicer_to_server(self, server)  # type: ignore[no-untyped-call]
@@ -46,17 +45,9 @@ class AuthAttachable(auth_pb2_grpc.AuthServicer):
         with self._lock:
             return list(self._failures)
 
-    @property
-    def hosts_asked(self) -> list[str]:
-        """Registry hosts the daemon asked credentials for (never the credentials)."""
-        with self._lock:
-            return list(self._hosts)
-
     def Credentials(
         self, request: auth_pb2.CredentialsRequest, context: grpc.ServicerContext
     ) -> auth_pb2.CredentialsResponse:
-        with self._lock:
-            self._hosts.append(request.Host)
         try:
             found = self._resolver.lookup(request.Host)
         except RegistryError as exc:

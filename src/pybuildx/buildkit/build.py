@@ -34,6 +34,7 @@ from pybuildx.buildkit.solve import (
     solve_request,
 )
 from pybuildx.buildkit.status_errors import from_rpc_error
+from pybuildx.buildkit.upload import UploadAttachable
 from pybuildx.buildkit.upload_ledger import UploadLedger, upload_ledger
 from pybuildx.buildspec import BuildSpec, OutputSpec
 from pybuildx.config import Platform
@@ -105,10 +106,10 @@ def prepared_locals(spec: BuildSpec) -> Iterator[dict[str, Path]]:
     """
     with contextlib.ExitStack() as stack:
         dirs: dict[str, Path] = {}
-        if spec.context is None:
-            dirs[CONTEXT_LOCAL] = _private_dir(stack, "pybuildx-empty-context-")
-        else:
+        if spec.context is not None:
             dirs[CONTEXT_LOCAL] = spec.context
+        elif spec.context_tar is None:
+            dirs[CONTEXT_LOCAL] = _private_dir(stack, "pybuildx-empty-context-")
         if spec.dockerfile_text is not None:
             holder = _private_dir(stack, "pybuildx-dockerfile-")
             target = holder / spec.dockerfile_name
@@ -124,6 +125,18 @@ def prepared_locals(spec: BuildSpec) -> Iterator[dict[str, Path]]:
 
 def _open_private(path: str, flags: int) -> int:
     return os.open(path, flags, 0o600)
+
+
+def _upload_context(spec: BuildSpec) -> tuple[list[Attachable], dict[str, str]]:
+    """For a context archive: the Upload service offering it, and the attrs pointing at it."""
+    if spec.context_tar is None:
+        return [], {}
+    upload = UploadAttachable()
+    attrs = {"context": upload.add(spec.context_tar)}
+    if spec.dockerfile is not None or spec.dockerfile_text is not None:
+        # Read the Dockerfile from our local, not from inside the archive.
+        attrs["dockerfilekey"] = DOCKERFILE_LOCAL
+    return [upload], attrs
 
 
 def _check_outputs(outputs: Sequence[OutputSpec]) -> None:
@@ -212,8 +225,10 @@ def build(
             if shared_key is None and spec.context is not None
             else None
         )
+        uploads, upload_attrs = _upload_context(spec)
         services = [
             *_file_attachables(dirs, chosen_outputs, stack, ledger),
+            *uploads,
             *extras.attachables,
             *attachables,
         ]
@@ -230,7 +245,11 @@ def build(
             platforms=platforms,
             multi_platform=multi_platform,
             outputs=chosen_outputs,
-            extra_frontend_attrs={**extras.frontend_attrs, **(extra_frontend_attrs or {})},
+            extra_frontend_attrs={
+                **upload_attrs,
+                **extras.frontend_attrs,
+                **(extra_frontend_attrs or {}),
+            },
             cache=cache if cache is not None else extras.cache,
         )
         solve = control_stub(channel).Solve.future(request)

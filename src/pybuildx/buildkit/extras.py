@@ -75,8 +75,13 @@ def registry_failure(message: str) -> RegistryError | None:
 
 
 def _wants_default_provenance(outputs: Sequence[OutputSpec]) -> bool:
-    # As build-push-action/buildx: no default attestation when loading into Docker.
-    return not any(o.type == "docker" for o in outputs)
+    # As buildx: no default attestation when loading into Docker (docker exporter, or the image
+    # exporter of Docker's own BuildKit, which stores without pushing).
+    for output in outputs:
+        pushed = output.attrs.get("push", "false").lower() in ("", "1", "true")
+        if output.type == "docker" or (output.type == "image" and not pushed):
+            return False
+    return True
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,15 +29,26 @@ from pybuildx.buildkit.fswalk import Entry, WalkFilter, walk
 from pybuildx.buildkit.upload_ledger import LedgerTransfer, UploadLedger
 from pybuildx.errors import PybuildxError
 
-__all__ = ["DIFF_COPY_METHOD", "FileSyncAttachable", "LocalSource", "walk_filter_from_metadata"]
+__all__ = [
+    "DIFF_COPY_METHOD",
+    "PEER_EOF",
+    "PEER_FIN",
+    "FileSyncAttachable",
+    "LocalSource",
+    "Transfer",
+    "TransferError",
+    "walk_filter_from_metadata",
+]
 
 DIFF_COPY_METHOD = "/moby.filesync.v1.FileSync/DiffCopy"
 _SERVICE = "moby.filesync.v1.FileSync"
 # Bigger than fsutil's 32 KiB: fewer messages through the Python layers for large files, well
 # under the daemon's 16 MiB message limit.
 _CHUNK = 1 << 20
-_FIN = -1
-_EOF = -2
+PEER_FIN = -1
+"""Queue marker: the daemon sent FIN."""
+PEER_EOF = -2
+"""Queue marker: the daemon closed its side without FIN."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,14 +102,14 @@ class _Receiver(threading.Thread):
                 if packet.type == wire.REQ:
                     self.queue.put(packet.id)
                 elif packet.type == wire.FIN:
-                    self.queue.put(_FIN)
+                    self.queue.put(PEER_FIN)
                     return
                 elif packet.type == wire.ERR:
                     self.queue.put("error from receiver: " + packet.data.decode("utf-8", "replace"))
                     return
-            self.queue.put(_EOF)
+            self.queue.put(PEER_EOF)
         except grpc.RpcError:
-            self.queue.put(_EOF)
+            self.queue.put(PEER_EOF)
         except ValueError as exc:
             self.queue.put(f"bad packet from receiver: {exc}")
 
@@ -133,8 +144,13 @@ class _Sender:
             os.close(fd)
         yield wire.data_packet(file_id)
 
-    def packets(self, receiver: _Receiver) -> Iterator[bytes]:
-        pending = receiver.queue
+    def packets(
+        self, pending: queue.SimpleQueue[int | str], before_wait: Callable[[], None] | None = None
+    ) -> Iterator[bytes]:
+        """Our packets; ``pending`` holds the daemon's REQ ids, then FIN/EOF or an error.
+
+        ``before_wait`` runs before blocking on ``pending`` (a buffering writer flushes there).
+        """
         mtime = self.transfer.mtime_to_send if self.transfer else None
         for index, entry in enumerate(self.entries):
             sent_mtime = mtime(entry) if mtime else entry.mtime_ns
@@ -160,6 +176,8 @@ class _Sender:
                     return
         yield b""  # end of listing: a STAT packet without a stat
         while True:
+            if before_wait is not None and pending.empty():
+                before_wait()
             item = pending.get()
             if isinstance(item, int) and item >= 0:
                 yield from self.file_packets(item)
@@ -168,18 +186,30 @@ class _Sender:
                 return
 
     def _finish(self, item: int | str) -> Iterator[bytes]:
-        if item == _FIN:
+        if item == PEER_FIN:
             yield wire.fin_packet()
             if self.transfer is not None:
                 self.transfer.commit()
             return
-        if item == _EOF:
+        if item == PEER_EOF:
             raise _Abort("the daemon closed the transfer before it finished")
         raise _Abort(str(item))
 
 
 class _Abort(Exception):
     pass
+
+
+class TransferError(Exception):
+    """A DiffCopy call that must end with this gRPC status."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+Transfer = Callable[[queue.SimpleQueue[int | str], Callable[[], None] | None], Iterator[bytes]]
 
 
 class FileSyncAttachable:
@@ -206,33 +236,48 @@ class FileSyncAttachable:
     def _diff_copy(
         self, requests: Iterator[bytes], context: grpc.ServicerContext
     ) -> Iterator[bytes]:
-        dir_name, filters = walk_filter_from_metadata(context.invocation_metadata())
-        source = self._dirs.get(dir_name)
-        if source is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"no access allowed to dir {dir_name!r}")
+        try:
+            transfer = self.transfer(context.invocation_metadata())
+        except TransferError as exc:
+            context.abort(exc.code, exc.message)
             return
-        entries = self._entries(source, filters)
-        transfer = self._ledger.begin(dir_name) if self._ledger is not None else None
         receiver = _Receiver(requests)
         receiver.start()
-        sender = _Sender(entries, transfer)
         try:
-            yield from sender.packets(receiver)
-        except _Abort as exc:
-            if transfer is not None:
-                transfer.fail()
-            context.abort(grpc.StatusCode.CANCELLED, str(exc))
-        except (OSError, PybuildxError) as exc:
-            if transfer is not None:
-                transfer.fail()
-            message = str(exc)
-            yield wire.err_packet(message)
-            context.abort(grpc.StatusCode.UNKNOWN, message)
-        finally:
-            if transfer is not None:
-                transfer.fail()  # no-op after commit
-            with self._lock:
-                self.bytes_sent[dir_name] = self.bytes_sent.get(dir_name, 0) + sender.sent_bytes
+            yield from transfer(receiver.queue, None)
+        except TransferError as exc:
+            context.abort(exc.code, exc.message)
+
+    def transfer(self, metadata: Sequence[tuple[str, Any]]) -> Transfer:
+        """The packet stream for one DiffCopy call with this request ``metadata``.
+
+        Calling the result with the queue of the daemon's packets (REQ ids, then FIN/EOF or an
+        error text) yields our packets; it raises ``TransferError`` when the call must fail.
+        """
+        dir_name, filters = walk_filter_from_metadata(metadata)
+        source = self._dirs.get(dir_name)
+        if source is None:
+            raise TransferError(grpc.StatusCode.NOT_FOUND, f"no access allowed to dir {dir_name!r}")
+
+        def run(
+            pending: queue.SimpleQueue[int | str], before_wait: Callable[[], None] | None
+        ) -> Iterator[bytes]:
+            ledger = self._ledger.begin(dir_name) if self._ledger is not None else None
+            sender = _Sender(self._entries(source, filters), ledger)
+            try:
+                yield from sender.packets(pending, before_wait)
+            except _Abort as exc:
+                raise TransferError(grpc.StatusCode.CANCELLED, str(exc)) from None
+            except (OSError, PybuildxError) as exc:
+                yield wire.err_packet(str(exc))
+                raise TransferError(grpc.StatusCode.UNKNOWN, str(exc)) from None
+            finally:
+                if ledger is not None:
+                    ledger.fail()  # no-op after a commit
+                with self._lock:
+                    self.bytes_sent[dir_name] = self.bytes_sent.get(dir_name, 0) + sender.sent_bytes
+
+        return run
 
     @staticmethod
     def _entries(source: LocalSource, filters: WalkFilter) -> Iterator[Entry]:

@@ -6,16 +6,19 @@ grpcio cannot serve on a byte stream, so the server listens on a unix socket in 
 directory and this module connects to it and relays bytes both ways::
 
     daemon ──Control.Session──► _relay_inbound ──sendall──► socket ──► grpcio server
-    daemon ◄─request iterator── bounded queue ◄──recv──── _relay_outbound ◄── socket
+    daemon ◄─request iterator── _BytePipe ◄──recv──── _relay_outbound ◄── socket
 
-Back-pressure: the outbound queue is bounded; inbound, ``sendall`` blocks and grpcio then stops
-reading the stream, so HTTP/2 flow control holds the daemon back.
+Back-pressure: the outbound pipe is bounded (bytes); inbound, ``sendall`` blocks and grpcio then
+stops reading the stream, so HTTP/2 flow control holds the daemon back.
+
+Coalescing: our server writes each fsutil packet separately (often ~60 bytes), and grpcio sends
+one stream message at a time, waiting for each. The pipe hands the request iterator everything
+buffered so far as one message, so thousands of tiny writes do not become thousands of messages.
 """
 
 from __future__ import annotations
 
 import contextlib
-import queue
 import secrets
 import shutil
 import socket
@@ -38,7 +41,8 @@ __all__ = ["HEALTH_METHODS", "Attachable", "Session", "new_id"]
 
 HEALTH_METHODS = ("/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch")
 _CHUNK = 256 * 1024
-_QUEUE_DEPTH = 16
+_PIPE_LIMIT = 4 << 20
+_MESSAGE_MAX = 1 << 20
 # Daemon calls run concurrently (two or more FileSync.DiffCopy, a FileSend per platform, health
 # checks, auth) and every streaming handler holds a worker thread for its whole lifetime.
 _SERVER_THREADS = 64
@@ -64,6 +68,53 @@ def new_id() -> str:
         number, digit = divmod(number, 36)
         chars.append(_ALPHABET[digit])
     return "".join(chars)
+
+
+class _BytePipe:
+    """A bounded byte buffer between one writer thread and one reader (the request iterator)."""
+
+    def __init__(self, limit: int) -> None:
+        self._buffer = bytearray()
+        self._limit = limit
+        self._cond = threading.Condition()
+        self._closed = False
+        self._abandoned = False
+
+    def write(self, data: bytes) -> bool:
+        """Append ``data``, waiting while the buffer is full; False once the reader is gone."""
+        with self._cond:
+            while len(self._buffer) >= self._limit and not self._abandoned:
+                self._cond.wait()
+            if self._abandoned:
+                return False
+            self._buffer += data
+            self._cond.notify_all()
+            return True
+
+    def read(self, limit: int) -> bytes | None:
+        """Everything buffered (up to ``limit``), waiting for data; None after close and drain."""
+        with self._cond:
+            while not self._buffer and not self._closed:
+                self._cond.wait()
+            if not self._buffer:
+                return None
+            chunk = bytes(self._buffer[:limit])
+            del self._buffer[:limit]
+            self._cond.notify_all()
+            return chunk
+
+    def close(self) -> None:
+        """No more writes: the reader drains what is left, then gets None."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def abandon(self) -> None:
+        """The reader is gone (the call ended): unblock and refuse writers."""
+        with self._cond:
+            self._abandoned = self._closed = True
+            self._buffer.clear()
+            self._cond.notify_all()
 
 
 class Session:
@@ -92,10 +143,15 @@ class Session:
         self._executor: ThreadPoolExecutor | None = None
         self._sock: socket.socket | None = None
         self._call: grpc.Future | None = None
-        self._outbound: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUE_DEPTH)
+        self._outbound = _BytePipe(_PIPE_LIMIT)
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self.error: BaseException | None = None
+
+    @property
+    def socket_path(self) -> Path | None:
+        """Where the session's gRPC server listens while the session is open."""
+        return self._dir / "session.sock" if self._dir is not None else None
 
     def method_names(self) -> list[str]:
         names = list(HEALTH_METHODS)
@@ -159,20 +215,10 @@ class Session:
 
     def _requests(self) -> Iterator[control_pb2.BytesMessage]:
         while True:
-            data = self._outbound.get()
+            data = self._outbound.read(_MESSAGE_MAX)
             if data is None:
                 return
             yield control_pb2.BytesMessage(data=data)
-
-    def _put(self, item: bytes | None) -> bool:
-        while True:
-            try:
-                self._outbound.put(item, timeout=0.5)
-            except queue.Full:
-                if self._stopping.is_set() and self._call is not None and self._call.done():
-                    return False
-                continue
-            return True
 
     def _relay_outbound(self) -> None:
         """Server → daemon: socket bytes into the request stream; EOF ends the stream."""
@@ -180,13 +226,13 @@ class Session:
         try:
             while True:
                 data = self._sock.recv(_CHUNK)
-                if not data or not self._put(data):
+                if not data or not self._outbound.write(data):
                     break
         except OSError as exc:
             if not self._stopping.is_set():
                 self.error = exc
         finally:
-            self._put(None)
+            self._outbound.close()
 
     def _relay_inbound(self, responses: Iterator[control_pb2.BytesMessage]) -> None:
         """Daemon → server: stream payloads into the socket (the daemon's preface comes first)."""
@@ -201,6 +247,8 @@ class Session:
             if not self._stopping.is_set():
                 self.error = exc
         finally:
+            # The daemon reads no more: unblock the outbound relay.
+            self._outbound.abandon()
             # Tell the local server the daemon is gone, so its handlers end.
             with contextlib.suppress(OSError):
                 self._sock.shutdown(socket.SHUT_WR)
@@ -216,7 +264,9 @@ class Session:
             thread.join(timeout=_DRAIN_TIMEOUT_S)
             if thread.is_alive() and self._call is not None:
                 self._call.cancel()
+                self._outbound.abandon()
                 thread.join(timeout=_DRAIN_TIMEOUT_S)
+        self._outbound.abandon()
         if self._call is not None:
             self._call.cancel()
         if self._sock is not None:

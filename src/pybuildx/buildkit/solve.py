@@ -23,6 +23,7 @@ __all__ = [
 ]
 
 DOCKERFILE_FRONTEND = "dockerfile.v0"
+GATEWAY_FRONTEND = "gateway.v0"
 CONTEXT_LOCAL = "context"
 DOCKERFILE_LOCAL = "dockerfile"
 _RESERVED_LOCALS = (CONTEXT_LOCAL, DOCKERFILE_LOCAL)
@@ -104,10 +105,16 @@ def solve_request(
     chosen = list(spec.outputs if outputs is None else outputs)
     attrs = frontend_attrs(spec, platforms=platforms, multi_platform=multi_platform)
     attrs.update(extra_frontend_attrs or {})
+    frontend = DOCKERFILE_FRONTEND
+    syntax = spec.build_args.get("BUILDKIT_SYNTAX", "").strip()
+    if syntax:  # as buildx: run that frontend image directly; cmdline stops it forwarding again
+        frontend = GATEWAY_FRONTEND
+        attrs.setdefault("source", syntax.split(" ", 1)[0])
+        attrs.setdefault("cmdline", syntax)
     request = control_pb2.SolveRequest(
         Ref=ref,
         Session=session_id,
-        Frontend=DOCKERFILE_FRONTEND,
+        Frontend=frontend,
         FrontendAttrs=attrs,
         Exporters=exporters(chosen),
         Entitlements=entitlements(spec),
@@ -115,8 +122,6 @@ def solve_request(
     if chosen:
         request.ExporterDeprecated = chosen[0].type
         request.ExporterAttrsDeprecated.update(chosen[0].attrs)
-    # Always present: v0.18 daemons dereference Cache unconditionally (nil → daemon panic).
-    request.Cache.SetInParent()
     # Always present: BuildKit v0.17+ dereferences Cache unconditionally and a missing one
     # crashes the whole daemon (nil pointer in translateLegacySolveRequest).
     request.Cache.SetInParent()

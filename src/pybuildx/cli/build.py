@@ -6,18 +6,20 @@ the pipeline resolves the builder (``--builder``), plans platforms to its nodes 
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
+import gzip
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 
 import typer
 
 from pybuildx.errors import ConfigError
 
 if TYPE_CHECKING:
+    from pybuildx.buildkit.progress import ProgressWriter
     from pybuildx.buildspec import BuildSpec
 
 __all__ = ["register"]
@@ -25,24 +27,56 @@ __all__ = ["register"]
 _READY_TIMEOUT_S = 20.0
 
 
-def _read_stdin(context: str, file: str | None) -> bytes | None:
-    if context != "-" and file != "-":
-        return None
-    if sys.stdin.isatty():
-        return b""
-    return sys.stdin.buffer.read()
+class _Stdin:
+    """What ``-`` read from standard input: a Dockerfile (bytes) or a context archive (a 0600
+    file in a private 0700 directory, removed by ``close``)."""
+
+    def __init__(self, context: str, file: str | None) -> None:
+        self.text: bytes | None = None
+        self.archive: Path | None = None
+        self._dir: Path | None = None
+        if context != "-" and file != "-":
+            return
+        if sys.stdin.isatty():
+            self.text = b""
+            return
+        stream = sys.stdin.buffer
+        head = stream.read(512)
+        if context == "-" and _looks_like_archive(head):
+            self._spool(head, stream)
+        else:
+            self.text = head + stream.read()
+
+    def _spool(self, head: bytes, stream: BinaryIO) -> None:
+        self._dir = Path(tempfile.mkdtemp(prefix="pybuildx-stdin-"))
+        self._dir.chmod(0o700)
+        self.archive = self._dir / "context.tar"
+        from pybuildx.buildkit.upload import needs_compression
+
+        fd = os.open(self.archive, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as raw:
+            out: BinaryIO = raw
+            if needs_compression(head):
+                out = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1)  # type: ignore[assignment]
+            with out:
+                out.write(head)
+                shutil.copyfileobj(stream, out, 1 << 20)
+
+    def close(self) -> None:
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
 
 
-def _progress(mode: str) -> Any:
-    # Optional until the progress module lands; imported by name so type checks pass without it.
-    if importlib.util.find_spec("pybuildx.buildkit.progress") is None:
-        return None
-    return importlib.import_module("pybuildx.buildkit.progress").make_progress(mode, sys.stderr)
+def _looks_like_archive(head: bytes) -> bool:
+    from pybuildx.buildkit.upload import is_archive
+
+    return is_archive(head)
 
 
-def _close_progress(progress: Any) -> None:
-    if progress is not None and hasattr(progress, "close"):
-        progress.close()
+def _progress(mode: str) -> ProgressWriter:
+    from pybuildx.buildkit.progress import make_progress
+
+    return make_progress(mode, sys.stderr)
 
 
 def _quiet_grpc() -> None:
@@ -81,7 +115,7 @@ def _direct(spec: BuildSpec, address: str, tls: Any, servername: str | None) -> 
         try:
             result = build(channel, spec, progress=progress, target=target)
         finally:
-            _close_progress(progress)
+            progress.close()
     finally:
         channel.close()
     _write_outputs(spec, result.exporter_response)
@@ -89,21 +123,15 @@ def _direct(spec: BuildSpec, address: str, tls: Any, servername: str | None) -> 
 
 
 def _via_pipeline(spec: BuildSpec, builder: str | None) -> str | None:
-    if importlib.util.find_spec("pybuildx.pipeline") is None:
-        raise ConfigError(
-            "building through a named builder is not available in this version",
-            hint="pass --builder-addr unix:///run/buildkit/buildkitd.sock or tcp://HOST:PORT "
-            "(or set BUILDKIT_HOST)",
-        )
-    pipeline = importlib.import_module("pybuildx.pipeline")
+    from pybuildx import pipeline
+
     progress = _progress(spec.progress)
     try:
         result = pipeline.run(spec, builder=builder, progress=progress)
     finally:
-        _close_progress(progress)
-    _write_outputs(spec, getattr(result, "response", None) or {})
-    digest = getattr(result, "digest", None)
-    return digest if isinstance(digest, str) else None
+        progress.close()
+    _write_outputs(spec, result.exporter_response)
+    return result.digest
 
 
 def build_command(
@@ -213,50 +241,55 @@ def build_command(
     _quiet_grpc()
     from pybuildx.buildspec import parse_build_flags
 
-    spec = parse_build_flags(
-        context=path,
-        file=file,
-        tags=tag or (),
-        target=target,
-        build_args=build_arg or (),
-        labels=label or (),
-        platforms=platform or (),
-        no_cache=no_cache,
-        no_cache_filter=no_cache_filter or (),
-        add_hosts=add_host or (),
-        network=network,
-        shm_size=shm_size,
-        ulimits=ulimit or (),
-        build_contexts=build_context or (),
-        outputs=output or (),
-        push=push,
-        load=load,
-        progress=progress,
-        secrets=secret or (),
-        ssh=ssh or (),
-        cache_from=cache_from or (),
-        cache_to=cache_to or (),
-        attests=attest or (),
-        provenance=provenance,
-        sbom=sbom,
-        annotations=annotation or (),
-        metadata_file=metadata_file,
-        iidfile=iidfile,
-        allow=allow or (),
-        stdin=_read_stdin(path, file),
-        environ=os.environ,
-    )
-    tls = _tls_files(tls_cacert, tls_cert, tls_key)
-    if spec.iidfile is not None:  # as buildx: no stale image id survives a failed build
-        spec.iidfile.unlink(missing_ok=True)
-    if builder_addr:
-        if builder:
-            raise ConfigError("pass either --builder or --builder-addr, not both")
-        digest = _direct(spec, builder_addr, tls, tls_servername)
-    else:
-        if tls is not None or tls_servername:
-            raise ConfigError("--tls-* options need --builder-addr")
-        digest = _via_pipeline(spec, builder)
+    stdin = _Stdin(path, file)
+    try:
+        spec = parse_build_flags(
+            context=path,
+            file=file,
+            tags=tag or (),
+            target=target,
+            build_args=build_arg or (),
+            labels=label or (),
+            platforms=platform or (),
+            no_cache=no_cache,
+            no_cache_filter=no_cache_filter or (),
+            add_hosts=add_host or (),
+            network=network,
+            shm_size=shm_size,
+            ulimits=ulimit or (),
+            build_contexts=build_context or (),
+            outputs=output or (),
+            push=push,
+            load=load,
+            progress=progress,
+            secrets=secret or (),
+            ssh=ssh or (),
+            cache_from=cache_from or (),
+            cache_to=cache_to or (),
+            attests=attest or (),
+            provenance=provenance,
+            sbom=sbom,
+            annotations=annotation or (),
+            metadata_file=metadata_file,
+            iidfile=iidfile,
+            allow=allow or (),
+            stdin=stdin.text,
+            context_tar=stdin.archive,
+            environ=os.environ,
+        )
+        tls = _tls_files(tls_cacert, tls_cert, tls_key)
+        if spec.iidfile is not None:  # as buildx: no stale image id survives a failed build
+            spec.iidfile.unlink(missing_ok=True)
+        if builder_addr:
+            if builder:
+                raise ConfigError("pass either --builder or --builder-addr, not both")
+            digest = _direct(spec, builder_addr, tls, tls_servername)
+        else:
+            if tls is not None or tls_servername:
+                raise ConfigError("--tls-* options need --builder-addr")
+            digest = _via_pipeline(spec, builder)
+    finally:
+        stdin.close()
     if digest:
         to_stdout = not any(o.dest == "-" for o in spec.outputs)
         typer.echo(digest, err=not to_stdout)

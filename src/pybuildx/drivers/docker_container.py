@@ -12,6 +12,7 @@ import tarfile
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -43,6 +44,19 @@ _CONFIG_DIR = "/etc/buildkit"
 _STATE_DIR = "/var/lib/buildkit"
 _MANAGED_BY = {"app.kubernetes.io/managed-by": "pybuildx"}
 _ENTITLEMENT_FLAG = "--allow-insecure-entitlement"
+# Bit order of linux/capability.h, up to CAP_AUDIT_READ: what Docker 20.10 accepts by name.
+# fmt: off
+_CAPABILITIES = (
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+    "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
+    "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
+    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
+    "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
+    "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ",
+)
+# fmt: on
+# runc inside the container creates cgroups for each RUN step: they must be writable.
+_CGROUP_MOUNT = {"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}}
 
 
 @dataclass(frozen=True)
@@ -106,6 +120,27 @@ def exec_dial_stdio(container: str) -> DockerMultiplexedStream:
     except docker.errors.DockerException as exc:
         raise DriverError(f"cannot exec buildctl in container {container!r}: {exc}") from None
     return exec_stdio(str(created["Id"]))
+
+
+def _bounding_capabilities() -> list[str]:
+    """Capabilities in this process's bounding set that Docker 20.10 can name (0..37)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return []
+    mask = next(
+        (int(line.split()[1], 16) for line in status.splitlines() if line.startswith("CapBnd:")),
+        0,
+    )
+    return [name for bit, name in enumerate(_CAPABILITIES) if mask >> bit & 1]
+
+
+def _near_privileged() -> dict[str, Any]:
+    """Everything ``privileged`` gives buildkitd except capabilities the host withholds."""
+    return {
+        "cap_add": _bounding_capabilities(),
+        "security_opt": ["seccomp=unconfined", "apparmor=unconfined"],
+    }
 
 
 def _config_tar(text: str) -> bytes:
@@ -175,7 +210,7 @@ class DockerContainerDriver:
                 hint="set driver-opt image= to an image the engine has or can pull",
             ) from None
 
-    def _create(self) -> Any:
+    def _create(self, *, privileged: bool = True) -> Any:
         import docker.errors
 
         client = _client()
@@ -189,18 +224,38 @@ class DockerContainerDriver:
                 self._opts.image,
                 command=self._args(),
                 name=self.container_name,
-                privileged=True,
                 network_mode=self._opts.network,
-                volumes={self.volume_name: {"bind": _STATE_DIR, "mode": "rw"}},
+                volumes={
+                    self.volume_name: {"bind": _STATE_DIR, "mode": "rw"},
+                    **({} if privileged else _CGROUP_MOUNT),
+                },
                 environment=self._opts.env or None,
                 labels=self.labels,
                 detach=True,
+                **({"privileged": True} if privileged else _near_privileged()),
             )
             if self._node.buildkitd_config is not None:
                 container.put_archive(_CONFIG_DIR, _config_tar(self._node.buildkitd_config))
         except docker.errors.DockerException as exc:
             raise DriverError(f"cannot create container {self.container_name}: {exc}") from None
         return container
+
+    def _start(self, container: Any) -> Any:
+        import docker.errors
+
+        try:
+            container.start()
+            return container
+        except docker.errors.APIError as exc:
+            if "unable to apply caps" not in str(exc):
+                raise
+        # Docker 20.10 gives privileged containers every capability the kernel knows, also
+        # those the host withholds from root (CAP_SYS_RESOURCE on some CI machines), and
+        # runc then refuses to start. Same container, with the capabilities we really have.
+        container.remove(force=True)
+        replacement = self._create(privileged=False)
+        replacement.start()
+        return replacement
 
     def bootstrap(self, timeout: float | None = None) -> None:
         import docker.errors
@@ -212,7 +267,7 @@ class DockerContainerDriver:
             container = self._container() or self._create()
             try:
                 if container.status != "running":
-                    container.start()
+                    self._start(container)
             except docker.errors.DockerException as exc:
                 raise DriverError(f"cannot start container {self.container_name}: {exc}") from None
         channel = self.dial()

@@ -121,7 +121,14 @@ class LocalDriver:
         if len(str(self._dir / "buildkitd.sock")) <= _MAX_SOCKET_PATH:
             return self._dir
         digest = hashlib.sha256(str(self._dir).encode()).hexdigest()[:16]
-        return Path(tempfile.gettempdir()) / f"pybuildx-{os.getuid()}-{digest}"
+        name = f"pybuildx-{os.getuid()}-{digest}"
+        for base in (tempfile.gettempdir(), "/tmp"):
+            if len(str(Path(base) / name / "buildkitd.sock")) <= _MAX_SOCKET_PATH:
+                return Path(base) / name
+        raise DriverError(
+            f"no short enough directory for the buildkitd socket of {self._dir}",
+            hint="set TMPDIR to a short path",
+        )
 
     def _socket_path(self) -> Path:
         return self._runtime_dir() / "buildkitd.sock"
