@@ -75,6 +75,9 @@ def archive_path(spec: ImageSpec) -> Path:
 
 def build_archive(spec: ImageSpec) -> Path:
     path = archive_path(spec)
+    for stale in path.parent.glob(path.name.rsplit("-", 1)[0] + "-*.oci.tar"):
+        if stale != path:  # the same image made from older inputs
+            stale.unlink(missing_ok=True)
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -118,9 +121,6 @@ def build_archive(spec: ImageSpec) -> Path:
         for blob in (layer, config, manifest):
             _add_bytes(out, f"blobs/sha256/{hashlib.sha256(blob).hexdigest()}", blob)
     tmp.replace(path)
-    for stale in path.parent.glob(path.name.rsplit("-", 1)[0] + "-*.oci.tar"):
-        if stale != path:  # an archive of the same image made from older inputs
-            stale.unlink(missing_ok=True)
     return path
 
 

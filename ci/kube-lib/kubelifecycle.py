@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from kubeaccess import create_builder_access, kubectl
@@ -55,7 +57,7 @@ from kubeimages import (
     tag_image,
 )
 from kubenet import create_bridge, create_node_netns, delete_bridge, delete_node_netns
-from kubenodes import remove_cgroup_root, start_containerd, start_kubelet
+from kubenodes import kill_pod_processes, remove_cgroup_root, start_containerd, start_kubelet
 from kubepki import ca_paths, make_ca
 
 REPO = HERE.parent.parent
@@ -87,7 +89,7 @@ def up() -> None:
     bed_image = bed_buildkit_archive()
     _timed("network", timings, _network)
     for node in NODES:
-        _timed(f"node {node.name}", timings, lambda n=node: _start_node(n, bed_image))
+        _timed(f"node {node.name}", timings, functools.partial(_start_node, node, bed_image))
     _timed("nodes ready", timings, _wait_nodes_ready)
     ca, _ = ca_paths()
     role = REPO / "docs" / "rbac" / "builder-role.yaml"
@@ -117,9 +119,9 @@ def up() -> None:
     log(f"up: {json.dumps(timings)}")
 
 
-def _timed(label: str, timings: dict[str, float], step: object) -> None:
+def _timed(label: str, timings: dict[str, float], step: Callable[[], object]) -> None:
     start = time.monotonic()
-    step()  # type: ignore[operator]
+    step()
     timings[label] = round(time.monotonic() - start, 1)
     log(f"{label}: {timings[label]} s")
 
@@ -128,7 +130,37 @@ def _running() -> bool:
     return pid_alive(pid_of("kube-apiserver")) and Path(RUN / "state.json").exists()
 
 
+# What the cluster runs from Debian: command (or file) -> package.
+APT_PACKAGES = {
+    "etcd": "etcd-server",
+    "containerd": "containerd",
+    "ctr": "containerd",
+    "runc": "runc",
+    "/usr/lib/cni/bridge": "containernetworking-plugins",
+    "nsenter": "util-linux",
+    "openssl": "openssl",
+}
+
+
+def _ensure_packages() -> None:
+    missing = sorted(
+        {
+            package
+            for command, package in APT_PACKAGES.items()
+            if not (Path(command).exists() if command.startswith("/") else shutil.which(command))
+        }
+    )
+    if missing:
+        log(f"installing {' '.join(missing)} (apt)")
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        run(["apt-get", "install", "-y", "--no-install-recommends", *missing], env=env)
+    if not shutil.which("kubectl"):
+        # Debian's kubernetes-client is 1.20: too old for `kubectl create token` (1.24+).
+        raise KubeBedError("kubectl >= 1.24 is needed on PATH (the CI image has /usr/bin/kubectl)")
+
+
 def _ensure_binaries() -> None:
+    _ensure_packages()
     wanted = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "pause"]
     if all((KUBE_BIN / name).is_file() for name in wanted):
         return
@@ -197,6 +229,7 @@ def down() -> None:
         _remove_containers(node)
         stop(f"containerd-{node.pool}")
         _kill_shims(node)
+        kill_pod_processes(node)
         stop(f"relay-{node.pool}")
     for name in ("kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
         stop(name)
@@ -278,7 +311,10 @@ def status() -> None:
     print(f"server: {state['server']}  kubernetes {state['version']}")
     print(kubectl(admin, "version", "--output=yaml").strip())
     print(kubectl(admin, "get", "nodes", "-o", "wide", "--show-labels").rstrip())
-    print(f"exec into a buildkitd pod: {_exec_probe(admin, str(state['buildkit_image']))}")
+    probe = _exec_probe(admin, str(state["buildkit_image"]))
+    print(f"exec into a buildkitd pod: {probe}")
+    if not probe.startswith("ok"):
+        raise KubeBedError(f"a buildkitd pod cannot be exec'd into; see {LOGS}")
 
 
 def _exec_probe(admin: Path, image: str) -> str:

@@ -5,6 +5,8 @@ test bed's daemons) never see each other's containers."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 from kubeaccess import write_kubeconfig
@@ -104,6 +106,17 @@ def make_cgroup_root(node: NodeSpec) -> None:
         if hierarchy.name == "cpuset":
             for knob in ("cpuset.cpus", "cpuset.mems"):
                 (group / knob).write_text((hierarchy / knob).read_text())
+
+
+def kill_pod_processes(node: NodeSpec) -> None:
+    """SIGKILL whatever still runs under the node's cgroup parent (pods whose shim is gone)."""
+    group = CGROUP_V1 / "pids" / node.cgroup_root.lstrip("/")
+    for procs in group.rglob("cgroup.procs") if group.is_dir() else []:
+        for pid in procs.read_text().split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
 
 
 def remove_cgroup_root(node: NodeSpec) -> None:

@@ -130,6 +130,8 @@ class BuildSpec:
     metadata_file: Path | None = None
     iidfile: Path | None = None
     allow: tuple[str, ...] = ()
+    registry_auths: tuple[str, ...] = ()
+    """``--registry-auth`` values (parsed by ``pybuildx.credentials``)."""
 
     @property
     def dockerfile_name(self) -> str:
@@ -348,6 +350,7 @@ def parse_build_flags(
     metadata_file: str | None = None,
     iidfile: str | None = None,
     allow: Sequence[str] = (),
+    registry_auths: Sequence[str] = (),
     stdin: bytes | None = None,
     context_tar: Path | None = None,
     environ: Mapping[str, str] | None = None,
@@ -425,4 +428,5 @@ def parse_build_flags(
         metadata_file=_absolute(metadata_file) if metadata_file else None,
         iidfile=_absolute(iidfile) if iidfile else None,
         allow=tuple(allow),
+        registry_auths=tuple(registry_auths),
     )

@@ -253,13 +253,20 @@ def _load_into_docker(tarball: Path) -> None:
         ) from None
 
 
-def _merge(builds: Sequence[NodeBuild], outputs: Sequence[OutputSpec]) -> str:
+def _merge(
+    builds: Sequence[NodeBuild], outputs: Sequence[OutputSpec], registry_auths: Sequence[str] = ()
+) -> str:
     from pybuildx.images import merge_index
 
     insecure = any(
         o.attrs.get("registry.insecure", "false").lower() in _TRUE for o in outputs if _is_push(o)
     )
-    return merge_index([b.result for b in builds], _push_names(outputs), insecure=insecure)
+    return merge_index(
+        [b.result for b in builds],
+        _push_names(outputs),
+        insecure=insecure,
+        registry_auths=registry_auths,
+    )
 
 
 def _solve_all(
@@ -369,7 +376,7 @@ def _run_on(
         _load_into_docker(tarball)
     names = _push_names(spec.outputs)
     if len(builds) > 1 and names:
-        digest = _merge(builds, spec.outputs)
+        digest = _merge(builds, spec.outputs, spec.registry_auths)
         response = {"containerimage.digest": digest, "image.name": ",".join(names)}
         return PipelineResult(active.spec.name, tuple(builds), digest, response)
     first = builds[0].result

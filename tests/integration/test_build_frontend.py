@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tarfile
@@ -188,10 +189,13 @@ def test_missing_file_error_names_the_copy_line(daemon: Daemon, tmp_path: Path) 
     assert "Dockerfile:2: COPY missing.txt /" in info.value.message
 
 
-def _ci_build(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+def _ci_build(
+    *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [sys.executable, "-m", "pybuildx", *args],
         input=stdin,
+        env=None if env is None else {**os.environ, **env},
         capture_output=True,
         timeout=300,
         check=False,
@@ -319,3 +323,19 @@ def test_cli_dockerfile_on_stdin_without_context(daemon: Daemon, tmp_path: Path)
     )
     assert result.returncode == 0, result.stderr.decode()
     assert image_config(image)["config"]["Labels"] == {"from": "stdin"}
+
+
+def test_cli_takes_the_daemon_from_buildkit_host(daemon: Daemon, tmp_path: Path) -> None:
+    context = make_context(tmp_path / "ctx", "FROM scratch\nCOPY f /\n", {"f": "env"})
+    out = tmp_path / "out"
+    result = _ci_build(
+        "build",
+        str(context),
+        "--progress",
+        "quiet",
+        "-o",
+        f"type=local,dest={out}",
+        env={"BUILDKIT_HOST": daemon.unix_addr, "PYBUILDX_BUILDER": "", "BUILDX_BUILDER": ""},
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert (out / "f").read_text() == "env"

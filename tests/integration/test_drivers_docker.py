@@ -25,7 +25,10 @@ def test_builds_the_example_into_the_engine(tmp_path: Path, dockerd: str, busybo
     tag = f"pybuildx-docker-driver:{uuid.uuid4().hex[:8]}"
     client = docker.DockerClient(base_url=dockerd)
     try:
-        built = ci_build("build", "--builder", "eng", "--load", "-t", tag, EXAMPLE, env=env)
+        # The bed's dockerd has no bridge network: RUN steps use the host's.
+        built = ci_build(
+            "build", "--builder", "eng", "--network", "host", "--load", "-t", tag, EXAMPLE, env=env
+        )
         assert built.returncode == 0, built.stderr
         image = client.images.get(tag)
         assert image.attrs["Architecture"] == "amd64"

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -60,13 +61,13 @@ def test_failed_build_still_tears_the_default_builder_down(tmp_path: Path, regis
     assert leftovers(tmp_path) == []
 
 
-def _wait_for(predicate: object, timeout: float, what: str) -> None:
+def _wait_for(predicate: Callable[[], object], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
+        if predicate():
+            return True
         time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}")
+    return False
 
 
 def test_sigterm_stops_the_spawned_buildkitd_and_removes_its_files(
@@ -89,7 +90,8 @@ def test_sigterm_stops_the_spawned_buildkitd_and_removes_its_files(
     )
     try:
         # The build is under way once the RUN step's process exists below the spawned daemon.
-        _wait_for(lambda: processes_mentioning(sleep), 120, "the RUN step to start")
+        started = _wait_for(lambda: processes_mentioning(sleep) or process.poll() is not None, 120)
+        assert started and process.poll() is None, process.communicate()[1][-3000:]
         assert any("buildkitd" in p for p in processes_mentioning(scratch))
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=120)

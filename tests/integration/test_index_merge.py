@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +25,9 @@ from tests.integration.pushing import (
     scratch_context,
     unique_repo,
 )
-from tests.testbed import AuthRegistry, Daemon
+
+# _daemon: the bed's lookup of one named daemon (this test needs both at once).
+from tests.testbed import AuthRegistry, Daemon, _daemon
 
 pytestmark = pytest.mark.integration
 
@@ -115,3 +120,72 @@ def test_merge_of_an_unknown_digest_fails_clearly(registry: str) -> None:
     missing = Pushed("sha256:" + "0" * 64, (f"{registry}/{unique_repo()}",))
     with pytest.raises(RegistryError, match="not found"):
         merge_index([missing], [f"{missing.image_names[0]}:latest"])
+
+
+def test_two_node_builder_pushes_one_index(
+    bed: dict[str, Any], registry: str, tmp_path: Path
+) -> None:
+    """The whole path: a builder whose two nodes are the two bed daemons, one platform each."""
+    nodes = [_daemon(bed, name) for name in ("current", "v0.18")]
+    env = cli_env(tmp_path / "home", PYBUILDX_CONFIG=str(tmp_path / "builders"))
+    for index, (node, platform) in enumerate(
+        zip(nodes, ("linux/amd64", "linux/arm64"), strict=True)
+    ):
+        created = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pybuildx",
+                "builder",
+                "create",
+                "--name",
+                "two",
+                "--driver",
+                "remote",
+                "--node",
+                f"n{index}",
+                "--platform",
+                platform,
+                *(["--append"] if index else []),
+                node.unix_addr,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+        assert created.returncode == 0, created.stderr
+    repo = unique_repo()
+    metadata = tmp_path / "meta.json"
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pybuildx",
+            "build",
+            "--builder",
+            "two",
+            "--progress",
+            "plain",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--push",
+            "-t",
+            f"{registry}/{repo}:v1",
+            "--metadata-file",
+            str(metadata),
+            str(scratch_context(tmp_path / "ctx")),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    reader = RegistryReader(registry)
+    digest, _ = reader.manifest(repo, "v1")
+    assert built.stdout.strip().splitlines()[-1] == digest
+    assert json.loads(metadata.read_text())["containerimage.digest"] == digest
+    assert reader.platforms(repo, "v1") == {"linux/amd64", "linux/arm64"}

@@ -46,7 +46,11 @@ def _helper(bin_dir: Path, body: str) -> Path:
 
 
 def _push_and_check(
-    daemon: Daemon, auth_registry: AuthRegistry, tmp_path: Path, env: dict[str, str]
+    daemon: Daemon,
+    auth_registry: AuthRegistry,
+    tmp_path: Path,
+    env: dict[str, str],
+    *extra_args: str,
 ) -> None:
     repo = unique_repo()
     ref = f"{auth_registry.host}/{repo}:v1"
@@ -63,6 +67,7 @@ def _push_and_check(
         str(metadata),
         "--iidfile",
         str(iidfile),
+        *extra_args,
         env=env,
     )
     assert result.returncode == 0, result.stderr
@@ -86,7 +91,9 @@ def test_push_with_docker_config_auths(
     _push_and_check(daemon, auth_registry, tmp_path, env)
 
 
-@pytest.mark.parametrize("source", ["registry-auth-variable", "gitlab-variables"])
+@pytest.mark.parametrize(
+    "source", ["registry-auth-flag", "registry-auth-variable", "gitlab-variables"]
+)
 def test_push_with_explicit_credentials(
     daemon: Daemon, auth_registry: AuthRegistry, tmp_path: Path, source: str
 ) -> None:
@@ -97,14 +104,17 @@ def test_push_with_explicit_credentials(
             "CI_REGISTRY_PASSWORD": auth_registry.password,
         }
     else:
-        extra = {
-            "PYBUILDX_REGISTRY_AUTH": f"registry={auth_registry.host},"
-            f"username={auth_registry.username},password-env=TEST_REGISTRY_PASSWORD",
-            "TEST_REGISTRY_PASSWORD": auth_registry.password,
-        }
+        extra = {"TEST_REGISTRY_PASSWORD": auth_registry.password}
+    entry = (
+        f"registry={auth_registry.host},username={auth_registry.username},"
+        "password-env=TEST_REGISTRY_PASSWORD"
+    )
+    if source == "registry-auth-variable":
+        extra["PYBUILDX_REGISTRY_AUTH"] = entry
+    flags = ["--registry-auth", entry] if source == "registry-auth-flag" else []
     # An empty docker config: only the explicit source can authenticate.
     env = cli_env(tmp_path / "home", DOCKER_CONFIG=str(tmp_path / "empty-config"), **extra)
-    _push_and_check(daemon, auth_registry, tmp_path, env)
+    _push_and_check(daemon, auth_registry, tmp_path, env, *flags)
 
 
 def test_push_with_credential_helper(

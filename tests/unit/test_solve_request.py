@@ -187,3 +187,23 @@ def test_empty_context_for_stdin_builds() -> None:
     with prepared_locals(spec) as dirs:
         assert list(dirs["context"].iterdir()) == []
     assert not dirs["context"].exists()
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [
+        (None, False),
+        ("v0.12.5", False),
+        ("v0.13.0", True),
+        ("v0.34.2", True),
+        ("v0.0.0+unknown", True),
+        ("v1.0.0", True),
+        ("weird", True),
+    ],
+)
+def test_several_exporters_need_buildkit_0_13(version: str | None, expected: bool) -> None:
+    from pybuildx.buildkit.build import _supports_several_exporters
+    from pybuildx.buildkit.control import DaemonInfo
+
+    info = None if version is None else DaemonInfo("github.com/moby/buildkit", version, "")
+    assert _supports_several_exporters(info) is expected

@@ -11,6 +11,7 @@ import binascii
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -22,7 +23,7 @@ from typing import Any, Protocol
 import grpc
 
 from pybuildx.buildkit._pb import control_pb2
-from pybuildx.buildkit.control import control_stub
+from pybuildx.buildkit.control import ControlClient, DaemonInfo, control_stub
 from pybuildx.buildkit.extras import build_extras
 from pybuildx.buildkit.filesend import FileSendAttachable, output_targets
 from pybuildx.buildkit.filesync import FileSyncAttachable, LocalSource
@@ -139,6 +140,30 @@ def _upload_context(spec: BuildSpec) -> tuple[list[Attachable], dict[str, str]]:
     return [upload], attrs
 
 
+def _supports_several_exporters(info: DaemonInfo | None) -> bool:
+    """BuildKit reads ``SolveRequest.Exporters`` since v0.13; older daemons (and Docker's, whose
+    ``Info`` is missing) use only the first exporter, silently."""
+    if info is None:
+        return False
+    match = re.match(r"v?(\d+)\.(\d+)", info.version)
+    if match is None:
+        return True
+    major, minor = int(match.group(1)), int(match.group(2))
+    return (major, minor) >= (0, 13) or (major, minor) == (0, 0)  # v0.0.0: a dev build
+
+
+def _check_exporter_support(channel: grpc.Channel, outputs: Sequence[OutputSpec]) -> None:
+    if len(outputs) <= 1:
+        return
+    info = ControlClient(channel).info()
+    if not _supports_several_exporters(info):
+        version = info.version if info is not None else "before v0.11"
+        raise ConfigError(
+            f"this BuildKit ({version}) exports one output per build, {len(outputs)} were asked",
+            hint="pass a single -o/--push/--load, or use BuildKit v0.13 or newer",
+        )
+
+
 def _check_outputs(outputs: Sequence[OutputSpec]) -> None:
     for output in outputs:
         if output.to_client and output.dest is None:
@@ -214,6 +239,7 @@ def build(
     """
     requested = tuple(spec.outputs if outputs is None else outputs)
     _check_outputs(requested)
+    _check_exporter_support(channel, requested)
     ref = new_id()
     with contextlib.ExitStack() as stack:
         extras, chosen_outputs = stack.enter_context(build_extras(spec, requested))

@@ -190,7 +190,7 @@ class LocalContentStore:
                 elif request.ref and request.ref != writer.ref:
                     raise ContentError(grpc.StatusCode.INVALID_ARGUMENT, "ref changed mid-write")
                 writer.update(request)
-                if request.action == content_pb2.WRITE and request.data:
+                if request.data and request.action in (content_pb2.WRITE, content_pb2.COMMIT):
                     writer.write_at(request.offset, request.data)
                 if request.action == content_pb2.COMMIT:
                     digest = writer.commit()
@@ -214,6 +214,7 @@ class _Ingest:
         self.total = int(meta.get("total", 0))
         self.expected = str(meta.get("expected", ""))
         self.handle = self.data_path.open("r+b" if self.data_path.exists() else "w+b")
+        self.committed_size = 0
         self._save_meta()
 
     def _save_meta(self) -> None:
@@ -248,6 +249,7 @@ class _Ingest:
     def commit(self) -> str:
         self.handle.flush()
         size = self.offset
+        self.committed_size = size
         if self.total > 0 and size != self.total:
             raise ContentError(
                 grpc.StatusCode.FAILED_PRECONDITION,
@@ -279,7 +281,7 @@ class _Ingest:
 
     def response(self, action: int, digest: str) -> content_pb2.WriteContentResponse:
         now = time.time()
-        offset = self.total if action == content_pb2.COMMIT else self.offset
+        offset = self.committed_size if action == content_pb2.COMMIT else self.offset
         return content_pb2.WriteContentResponse(
             action=action,  # type: ignore[arg-type]
             started_at=_timestamp(self.started),

@@ -21,7 +21,7 @@ from pybuildx.buildkit.auth import AuthAttachable
 from pybuildx.buildkit.cache import CachePlan, plan_cache, record_local_exports
 from pybuildx.buildkit.session import Attachable
 from pybuildx.buildspec import BuildSpec, OutputSpec
-from pybuildx.credentials import CredentialResolver, ExplicitCredential
+from pybuildx.credentials import CredentialResolver, ExplicitCredential, parse_registry_auth
 from pybuildx.errors import PybuildxError, RegistryError
 from pybuildx.images.exporter import prepare_outputs
 
@@ -106,7 +106,8 @@ def build_extras(
 
     env = os.environ if environ is None else environ
     prepared = prepare_outputs(outputs, spec.annotations)
-    auth = AuthAttachable(CredentialResolver.from_environment(registry_auths, env))
+    flags = [parse_registry_auth(text, env) for text in spec.registry_auths]
+    auth = AuthAttachable(CredentialResolver.from_environment([*flags, *registry_auths], env))
     extras = BuildExtras(attachables=[auth], auth=auth)
     if spec.secrets:
         sources = [parse_secret(text, env) for text in spec.secrets]

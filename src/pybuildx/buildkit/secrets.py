@@ -132,7 +132,8 @@ def announce_masks(
     if environ.get("GITHUB_ACTIONS") == "true":
         for value in values:
             text = value.decode("utf-8", "replace")
-            for line in {text.strip(), *(part.strip() for part in text.splitlines())}:
+            # One command per line: a multi-line value in one command would print its tail.
+            for line in dict.fromkeys(part.strip() for part in text.splitlines()):
                 if line:
                     out.write(f"::add-mask::{line}\n")
         out.flush()

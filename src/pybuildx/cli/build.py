@@ -216,6 +216,13 @@ def build_command(
     allow: Annotated[
         list[str] | None, typer.Option("--allow", help="Entitlement, e.g. network.host.")
     ] = None,
+    registry_auth: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--registry-auth",
+            help="registry=HOST,username=USER,password-env=VAR|password-file=PATH.",
+        ),
+    ] = None,
     builder: Annotated[
         str | None,
         typer.Option("--builder", envvar=["PYBUILDX_BUILDER", "BUILDX_BUILDER"], help="Builder."),
@@ -224,8 +231,8 @@ def build_command(
         str | None,
         typer.Option(
             "--builder-addr",
-            envvar="BUILDKIT_HOST",
-            help="Build directly on this daemon: unix:///path or tcp://HOST:PORT.",
+            help="Build directly on this daemon: unix:///path or tcp://HOST:PORT "
+            "(default: $BUILDKIT_HOST unless --builder is given).",
         ),
     ] = None,
     tls_cacert: Annotated[
@@ -273,6 +280,7 @@ def build_command(
             metadata_file=metadata_file,
             iidfile=iidfile,
             allow=allow or (),
+            registry_auths=registry_auth or (),
             stdin=stdin.text,
             context_tar=stdin.archive,
             environ=os.environ,
@@ -280,6 +288,8 @@ def build_command(
         tls = _tls_files(tls_cacert, tls_cert, tls_key)
         if spec.iidfile is not None:  # as buildx: no stale image id survives a failed build
             spec.iidfile.unlink(missing_ok=True)
+        if builder_addr is None and builder is None:
+            builder_addr = os.environ.get("BUILDKIT_HOST") or None
         if builder_addr:
             if builder:
                 raise ConfigError("pass either --builder or --builder-addr, not both")
