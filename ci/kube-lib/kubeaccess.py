@@ -63,7 +63,15 @@ def create_builder_access(admin_kubeconfig: Path, role_file: Path, out: Path, ca
         "apiVersion": "v1",
         "kind": "List",
         "items": [
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {
+                    "name": NAMESPACE,
+                    # buildkitd pods are privileged; docs/kubernetes-rbac.md says so too.
+                    "labels": {"pod-security.kubernetes.io/enforce": "privileged"},
+                },
+            },
             {
                 "apiVersion": "v1",
                 "kind": "ServiceAccount",

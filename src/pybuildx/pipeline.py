@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
+import shlex
 import shutil
 import signal
 import tempfile
@@ -21,6 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from pybuildx import drivers
 from pybuildx.builders.active import ActiveBuilder
 from pybuildx.builders.model import BuilderSpec
 from pybuildx.builders.parallel import Job, run_all
@@ -32,7 +35,7 @@ from pybuildx.buildkit.session import Attachable
 from pybuildx.buildspec import BuildSpec, OutputSpec
 from pybuildx.config import Platform
 from pybuildx.drivers.spec import NodeSpec
-from pybuildx.errors import ConfigError, PybuildxError
+from pybuildx.errors import ConfigError, PybuildxError, UsageError
 
 __all__ = [
     "DEFAULT_BUILDER",
@@ -43,6 +46,7 @@ __all__ = [
     "run",
 ]
 
+_log = logging.getLogger(__name__)
 DEFAULT_BUILDER = "default"
 _TRUE = ("", "1", "true", "yes", "on")
 
@@ -72,9 +76,30 @@ class PipelineResult:
         return self.exporter_response
 
 
-def default_builder() -> BuilderSpec:
-    """The embedded default: one local-driver node running buildkitd from PATH."""
-    node = NodeSpec(name=f"{DEFAULT_BUILDER}0", driver="local")
+def default_builder(environ: Mapping[str, str] | None = None) -> BuilderSpec:
+    """The embedded default: one local-driver node running buildkitd from PATH.
+
+    ``PYBUILDX_BUILDKITD_CONFIG`` (a buildkitd.toml, e.g. registry CAs and mirrors) and
+    ``PYBUILDX_BUILDKITD_FLAGS`` configure its daemon, as --buildkitd-config/-flags do for
+    named builders.
+    """
+    env = os.environ if environ is None else environ
+    config_path = env.get("PYBUILDX_BUILDKITD_CONFIG")
+    config = None
+    if config_path:
+        try:
+            config = Path(config_path).read_text()
+        except OSError as exc:
+            raise UsageError(
+                f"cannot read PYBUILDX_BUILDKITD_CONFIG {config_path!r}: {exc.strerror}"
+            ) from None
+    node = NodeSpec(
+        name=f"{DEFAULT_BUILDER}0",
+        driver="local",
+        buildkitd_flags=tuple(shlex.split(env.get("PYBUILDX_BUILDKITD_FLAGS", ""))),
+        buildkitd_config=config,
+    )
+    drivers.validate(node)
     return BuilderSpec(name=DEFAULT_BUILDER, driver="local", nodes=(node,))
 
 
@@ -345,6 +370,9 @@ def run(
                 cache=cache,
                 extra_frontend_attrs=extra_frontend_attrs,
             )
+        except Terminated as exc:
+            _log.warning("%s received: cancelling the build and removing what it started", exc)
+            raise
         finally:
             with _signals(_note_only):
                 active.close()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pybuildx.buildkit.control import control_stub
+from pybuildx.buildkit.directsync import DirectSyncSession
 from pybuildx.buildkit.filesend import FileSendAttachable, OutputTarget
 from pybuildx.buildkit.filesync import FileSyncAttachable, LocalSource
 from pybuildx.buildkit.session import Session
@@ -43,28 +44,44 @@ def solve(
     platforms: Sequence[Platform] = (),
     ledger: UploadLedger | None = None,
     shared_key: str = "",
+    via: str = "direct",
 ) -> Solved:
-    """One Dockerfile Solve with our FileSync sender and FileSend receiver, nothing else."""
+    """One Dockerfile Solve with our FileSync sender and FileSend receiver, nothing else.
+
+    ``via="direct"`` serves the locals from a DirectSyncSession (what ``build()`` does),
+    ``via="grpc"`` from the FileSync attachable of the general session (the fallback).
+    """
     spec = BuildSpec(
         context=context,
         dockerfile=dockerfile_dir / dockerfile_name,
         platforms=tuple(platforms),
         outputs=tuple(outputs),
     )
-    sync = FileSyncAttachable(
-        {"context": LocalSource(path=context), "dockerfile": LocalSource(path=dockerfile_dir)},
-        ledger=ledger,
-    )
+    dirs = {"context": LocalSource(path=context), "dockerfile": LocalSource(path=dockerfile_dir)}
     send = FileSendAttachable(targets)
     channel = open_channel(daemon.unix_addr)
+    key = ledger.shared_key if ledger is not None else shared_key
     try:
-        key = ledger.shared_key if ledger is not None else shared_key
-        with Session(channel, [sync, send], shared_key=key) as session:
-            request = solve_request(spec, ref=session.id + "r", session_id=session.id)
-            response = control_stub(channel).Solve(request, timeout=300)
+        if via == "direct":
+            direct = DirectSyncSession(channel, dirs, ledger=ledger, shared_key=key)
+            with direct, Session(channel, [send], shared_key=key) as session:
+                request = solve_request(
+                    spec,
+                    ref=session.id + "r",
+                    session_id=session.id,
+                    extra_frontend_attrs=direct.frontend_attrs(),
+                )
+                response = control_stub(channel).Solve(request, timeout=300)
+            sent = direct.files.bytes_sent
+        else:
+            sync = FileSyncAttachable(dirs, ledger=ledger)
+            with Session(channel, [sync, send], shared_key=key) as session:
+                request = solve_request(spec, ref=session.id + "r", session_id=session.id)
+                response = control_stub(channel).Solve(request, timeout=300)
+            sent = sync.bytes_sent
     finally:
         channel.close()
-    return Solved(dict(response.ExporterResponse), sync.bytes_sent.get("context", 0), targets)
+    return Solved(dict(response.ExporterResponse), sent.get("context", 0), targets)
 
 
 def buildctl_local_export(daemon: Daemon, context: Path, dockerfile_dir: Path, dest: Path) -> None:

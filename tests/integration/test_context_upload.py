@@ -68,12 +68,13 @@ def rich_tree(root: Path) -> None:
         os.utime(path, ns=(1_500_000_000_123_456_789, 1_500_000_000_123_456_789))
 
 
-def test_tree_arrives_intact(daemon: Daemon, tmp_path: Path) -> None:
+@pytest.mark.parametrize("via", ["direct", "grpc"])
+def test_tree_arrives_intact(daemon: Daemon, tmp_path: Path, via: str) -> None:
     context = tmp_path / "ctx"
     context.mkdir()
     rich_tree(context)
     out = tmp_path / "out"
-    export(daemon, context, dockerfile(tmp_path), out)
+    export(daemon, context, dockerfile(tmp_path), out, via=via)
     assert snapshot(out) == snapshot(context)
 
 
@@ -141,7 +142,10 @@ def test_dockerfile_specific_ignore_file_wins(daemon: Daemon, tmp_path: Path) ->
     assert sorted(p.name for p in out.iterdir()) == [".dockerignore", "a.txt", "c.txt"]
 
 
-def test_reused_shared_key_never_serves_stale_content(daemon: Daemon, tmp_path: Path) -> None:
+@pytest.mark.parametrize("via", ["direct", "grpc"])
+def test_reused_shared_key_never_serves_stale_content(
+    daemon: Daemon, tmp_path: Path, via: str
+) -> None:
     """A file rewritten with the same size and mtime must reach the daemon anyway."""
     context = tmp_path / "ctx"
     context.mkdir()
@@ -153,16 +157,16 @@ def test_reused_shared_key_never_serves_stale_content(daemon: Daemon, tmp_path: 
     ledger = UploadLedger.open(tmp_path / "ledger", f"{daemon.name}:{context}")
     assert ledger is not None
     try:
-        export(daemon, context, holder, tmp_path / "out1", ledger=ledger)
+        export(daemon, context, holder, tmp_path / "out1", ledger=ledger, via=via)
         assert (tmp_path / "out1/f").read_text() == "AAAA"
 
         # Nothing changed: incremental, the daemon asks for no context file at all.
-        assert export(daemon, context, holder, tmp_path / "out2", ledger=ledger) == 0
+        assert export(daemon, context, holder, tmp_path / "out2", ledger=ledger, via=via) == 0
 
         target.write_text("BBBB")
         os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
         assert target.stat().st_mtime_ns == before.st_mtime_ns
-        sent = export(daemon, context, holder, tmp_path / "out3", ledger=ledger)
+        sent = export(daemon, context, holder, tmp_path / "out3", ledger=ledger, via=via)
         assert (tmp_path / "out3/f").read_text() == "BBBB"
         assert sent == 4  # only the changed file, not the 1 MiB one
     finally:

@@ -145,3 +145,29 @@ def test_missing_image_fails_with_a_hint_and_keeps_no_builder(
     assert created.returncode == 1
     assert "cannot pull the buildkit image" in created.stderr and "hint:" in created.stderr
     assert ci_build("builder", "ls", "--format", "json", env=env).stdout.strip() == ""
+
+
+def test_default_load_loads_a_build_without_outputs(
+    tmp_path: Path,
+    dockerd: str,
+    engine: Any,
+    buildkit_image: BuildkitImage,
+    busybox: str,
+    builder_name: str,
+) -> None:
+    env = cli_env(tmp_path, DOCKER_HOST=dockerd)
+    created = ci_build(
+        "builder", "create", "--name", builder_name, "--driver", "docker-container",
+        "--driver-opt", f"image={buildkit_image.ref},network=host,default-load=true", env=env,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    tag = f"pybuildx-default-load:{uuid.uuid4().hex[:8]}"
+    try:
+        built = ci_build("build", "--builder", builder_name, "-t", tag, EXAMPLE, env=env)
+        assert built.returncode == 0, built.stderr
+        assert _exists(engine.images, tag)
+    finally:
+        if _exists(engine.images, tag):
+            engine.images.remove(tag, force=True)
+        assert ci_build("builder", "rm", builder_name, env=env).returncode == 0
+    assert leftovers(tmp_path) == []

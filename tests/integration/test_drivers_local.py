@@ -26,6 +26,7 @@ from tests.integration.builders_help import (
     require_buildkitd,
     unique_ref,
 )
+from tests.testbed import AuthRegistry
 
 pytestmark = pytest.mark.integration
 
@@ -101,6 +102,7 @@ def test_sigterm_stops_the_spawned_buildkitd_and_removes_its_files(
             process.wait()
     assert process.returncode != 0
     assert "Traceback" not in stderr
+    assert "SIGTERM received" in stderr
     assert processes_mentioning(scratch) == []
     assert processes_mentioning(sleep) == []
     assert leftovers(tmp_path) == []
@@ -169,3 +171,52 @@ def test_two_node_builder_merges_per_node_pushes_into_one_index(
     assert index_platforms(manifest) == {"linux/amd64", "linux/arm64"}
     assert digest in built.stdout + built.stderr
     assert processes_mentioning(str(state)) == []
+
+
+def test_default_builder_takes_its_daemon_config_from_the_environment(
+    tmp_path: Path, auth_registry: AuthRegistry, docker_config: Path
+) -> None:
+    """A private registry with its own CA: PYBUILDX_BUILDKITD_CONFIG reaches the default daemon."""
+    require_buildkitd()
+    config = tmp_path / "buildkitd.toml"
+    # 127.0.0.1 registries get plain HTTP unless the config says otherwise.
+    config.write_text(
+        f'[registry."{auth_registry.host}"]\n  http = false\n  ca = ["{auth_registry.ca}"]\n'
+    )
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM scratch\nCOPY Dockerfile /\n")
+    ref = f"{auth_registry.host}/pybuildx-builders/envconfig:{random.randrange(10**9)}"
+    env = cli_env(tmp_path, DOCKER_CONFIG=str(docker_config), PYBUILDX_BUILDKITD_CONFIG=str(config))
+    built = ci_build("build", "--push", "-t", ref, context, env=env)
+    assert built.returncode == 0, built.stderr
+    assert "sha256:" in built.stdout
+    assert leftovers(tmp_path) == []
+
+
+def test_a_failing_node_cancels_the_other_nodes_solve(tmp_path: Path, busybox: str) -> None:
+    """buildx lets the other nodes run to the end; we cancel them as soon as one node fails."""
+    require_buildkitd()
+    env = cli_env(tmp_path)
+    create = ["builder", "create", "--name", "split", "--driver", "local"]
+    assert ci_build(*create, "--platform", "linux/amd64", env=env).returncode == 0
+    assert ci_build(*create, "--append", "--platform", "linux/arm64", env=env).returncode == 0
+    sleep = f"sleep {20_000 + random.randrange(10_000)}"
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text(
+        f"FROM {busybox}\n"
+        f'RUN if [ "$(uname -m)" = aarch64 ]; then sleep 2; exit 3; else {sleep}; fi\n'
+    )
+    try:
+        built = ci_build(
+            "build", "--builder", "split", "--platform", "linux/amd64,linux/arm64", context,
+            env=env, timeout=600,
+        )  # fmt: skip
+        assert built.returncode == 1
+        assert "exit code: 3" in built.stderr
+        assert "Traceback" not in built.stderr
+        # The amd64 node's RUN step was cancelled, not left running in its daemon.
+        assert _wait_for(lambda: not processes_mentioning(sleep), 60), processes_mentioning(sleep)
+    finally:
+        assert ci_build("builder", "rm", "split", env=env).returncode == 0

@@ -73,7 +73,8 @@ def test_unknown_required_secret_fails_clearly(
     result = run_build(daemon, str(ctx), env=cli_env(tmp_path / "home"))
     assert result.returncode == 1, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "missing" in errors[0] and "not found" in errors[0]
+    assert len(errors) == 1, result.stderr
+    assert "missing" in errors[0] and "not found" in errors[0]
     assert "Traceback" not in result.stderr
 
 

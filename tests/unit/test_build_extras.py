@@ -50,3 +50,5 @@ def test_registry_failures_are_recognised() -> None:
     push = registry_failure("failed to push r/x: failed to do request: connection refused")
     assert isinstance(push, RegistryError)
     assert registry_failure('process "/bin/sh -c false" did not complete successfully') is None
+    step = 'process "/bin/sh -c curl x || echo 401 Unauthorized" did not complete successfully'
+    assert registry_failure(step) is None

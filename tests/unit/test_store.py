@@ -153,3 +153,12 @@ def test_concurrent_processes_do_not_lose_updates(tmp_path: Path) -> None:
     assert len(builder.nodes) == 60
     assert len({n.name for n in builder.nodes}) == 60
     assert [b.name for b in Store(tmp_path).list()] == ["shared"]
+
+
+def test_an_unreadable_entry_does_not_hide_the_others(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.save(apply_create(None, _remote("good", "unix:///a.sock")))
+    (tmp_path / "builders" / "broken.json").write_text("{not json")
+    assert [b.name for b in store.list()] == ["good"]
+    (problem,) = store.unreadable()
+    assert "broken" in problem.message and problem.hint is not None

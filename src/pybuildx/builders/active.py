@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import sys
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -24,10 +24,11 @@ from pybuildx.builders.store import Store
 from pybuildx.buildkit.control import ControlClient, WorkerInfo
 from pybuildx.config import Platform
 from pybuildx.drivers.base import Driver
-from pybuildx.errors import DriverError, PybuildxError
+from pybuildx.errors import DriverError, PybuildxError, redact
 
 __all__ = ["ActiveBuilder", "TeardownReport"]
 
+_log = logging.getLogger(__name__)
 _TEARDOWN_ATTEMPTS = 3
 _TEARDOWN_TIMEOUT = 120.0
 
@@ -134,7 +135,7 @@ class ActiveBuilder:
             pass
         failures += [f"{job.name}: {job.error}" for job in jobs if job.error is not None]
         for failure in failures:
-            print(f"warning: teardown failed: {failure}", file=sys.stderr)
+            _log.warning("teardown failed: %s", redact(failure))
         return TeardownReport(tuple(failures))
 
     def _teardown_one(self, index: int, teardown: bool, keep_state: bool) -> None:

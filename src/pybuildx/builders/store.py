@@ -7,6 +7,7 @@ read-modify-write runs inside ``Store.transaction()``, which holds an exclusive 
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import fcntl
 import json
@@ -107,11 +108,23 @@ class Store:
             (self.root / "current").unlink(missing_ok=True)
 
     def list(self) -> list[BuilderSpec]:
+        """Every readable builder; see ``unreadable`` for the others."""
+        return [b for b in self._scan() if isinstance(b, BuilderSpec)]
+
+    def unreadable(self) -> builtins.list[ConfigError]:
+        """Why stored builders could not be read (a hand-edited or truncated file)."""
+        return [b for b in self._scan() if isinstance(b, ConfigError)]
+
+    def _scan(self) -> builtins.list[BuilderSpec | ConfigError]:
         if not self._builders.is_dir():
             return []
-        found = []
+        found: builtins.list[BuilderSpec | ConfigError] = []
         for path in sorted(self._builders.glob("*.json")):
-            builder = self.get(path.stem)
+            try:
+                builder = self.get(path.stem)
+            except ConfigError as exc:
+                found.append(exc)
+                continue
             if builder is not None:
                 found.append(builder)
         return found

@@ -24,6 +24,7 @@ import grpc
 
 from pybuildx.buildkit._pb import control_pb2
 from pybuildx.buildkit.control import ControlClient, DaemonInfo, control_stub
+from pybuildx.buildkit.directsync import DirectSyncSession
 from pybuildx.buildkit.extras import build_extras
 from pybuildx.buildkit.filesend import FileSendAttachable, output_targets
 from pybuildx.buildkit.filesync import FileSyncAttachable, LocalSource
@@ -46,6 +47,7 @@ __all__ = ["BuildResult", "ProgressSink", "build", "prepared_locals"]
 # After Solve returns, the Go client reads Status for at most 5 s more.
 _STATUS_DRAIN_S = 5.0
 
+_DIRECT_LOCALS = (CONTEXT_LOCAL, DOCKERFILE_LOCAL)
 KEY_DIGEST = "containerimage.digest"
 KEY_CONFIG_DIGEST = "containerimage.config.digest"
 KEY_DESCRIPTOR = "containerimage.descriptor"
@@ -258,12 +260,20 @@ def build(
             *extras.attachables,
             *attachables,
         ]
-        session = Session(
-            channel,
-            services,
-            shared_key=shared_key or (ledger.shared_key if ledger is not None else new_id()),
-        )
+        session_key = shared_key or (ledger.shared_key if ledger is not None else new_id())
+        session = Session(channel, services, shared_key=session_key)
         stack.enter_context(session)
+        # Context and Dockerfile also travel in a session of their own, spoken directly, with far
+        # fewer hand-offs per file (see directsync); daemons that ignore local-sessionid use the
+        # FileSync of the general session instead.
+        files = stack.enter_context(
+            DirectSyncSession(
+                channel,
+                {n: LocalSource(path=dirs[n]) for n in _DIRECT_LOCALS if n in dirs},
+                ledger=ledger,
+                shared_key=session_key,
+            )
+        )
         request = solve_request(
             spec,
             ref=ref,
@@ -272,6 +282,7 @@ def build(
             multi_platform=multi_platform,
             outputs=chosen_outputs,
             extra_frontend_attrs={
+                **files.frontend_attrs(),
                 **upload_attrs,
                 **extras.frontend_attrs,
                 **(extra_frontend_attrs or {}),

@@ -34,7 +34,9 @@ _AUTH_FAILURE = re.compile(
     r"401 Unauthorized|403 Forbidden|failed to authorize|unauthorized: |authentication required",
     re.IGNORECASE,
 )
-_PUSH_FAILURE = re.compile(r"failed to push|pushing |push .*failed|failed to do request", re.I)
+_PUSH_FAILURE = re.compile(r"failed to push|error writing layer blob|failed to do request", re.I)
+# A failing RUN step quotes its command, which may contain any of the words above.
+_STEP_FAILURE = "did not complete successfully"
 
 
 @dataclass
@@ -63,6 +65,8 @@ class BuildExtras:
 
 def registry_failure(message: str) -> RegistryError | None:
     message = message.removeprefix("build failed: ")
+    if _STEP_FAILURE in message:
+        return None
     if _AUTH_FAILURE.search(message):
         return RegistryError(
             f"the registry refused the credentials: {message}",

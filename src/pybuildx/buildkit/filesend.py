@@ -59,11 +59,19 @@ class StreamTarget:
 
 @dataclass(eq=False)
 class LocalDirTarget:
-    """A directory the local exporter's files are written into (merged, never emptied)."""
+    """A directory the local exporter's files are written into (merged, never emptied).
+
+    Multi-platform exports arrive as one stream per platform: ``streams`` counts them and
+    ``finished`` those written completely.
+    """
 
     dest: Path
     streams: int = 0
-    completed: bool = False
+    finished: int = 0
+
+    @property
+    def completed(self) -> bool:
+        return 0 < self.streams == self.finished
 
 
 OutputTarget = StreamTarget | LocalDirTarget
@@ -188,8 +196,13 @@ class FileSendAttachable:
             if isinstance(target, LocalDirTarget):
                 with self._lock:
                     target.streams += 1
-                yield from LocalReceiver(target.dest).run(requests)
-                target.completed = True
+                receiver = LocalReceiver(target.dest)
+                try:
+                    yield from receiver.run(requests)
+                finally:
+                    if receiver.complete:
+                        with self._lock:
+                            target.finished += 1
             else:
                 self._receive_stream(target, metadata, requests)
         except UnsafeStream as exc:

@@ -80,6 +80,8 @@ class LocalReceiver:
         self._dirs: list[tuple[bytes, int, int]] = []
         self._files: dict[int, _File] = {}
         self._last_key: bytes | None = None
+        self.complete = False
+        """Every file is written and every mode and mtime applied (set before our FIN)."""
 
     # -- safe path operations ----------------------------------------------------------------
     def _parent_fd(self, path: bytes) -> tuple[int, bytes]:
@@ -252,6 +254,8 @@ class LocalReceiver:
         else:
             raise BuildFailed("local export stream ended early")
         self._finish_dirs()
+        self.complete = True
+        # Newer daemons may cancel the call as soon as they have our FIN: nothing is left to do.
         yield wire.fin_packet()
         for raw in incoming:
             if wire.decode_packet(raw).type == wire.FIN:

@@ -241,6 +241,8 @@ def ls(
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for row in rows:
         typer.echo("   ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
+    for problem in store.unreadable():
+        typer.echo(f"Cannot load builder: {problem}", err=True)
     for item in described:
         for node in item["Nodes"]:
             if node.get("Err"):

@@ -21,6 +21,7 @@ __all__ = [
 
 # BuildKit's daemon and Go client use 16 MiB in both directions.
 MESSAGE_LIMIT = 16 << 20
+_METADATA_LIMIT = 1 << 20
 # buildkitd enforces grpc-go's default keepalive policy (pings at most every 5 min, else GOAWAY
 # "too_many_pings"); 6 min keeps idle long builds alive behind NATs without tripping it.
 _KEEPALIVE_MS = 6 * 60 * 1000
@@ -77,6 +78,10 @@ def channel_options(servername: str | None = None) -> list[tuple[str, str | int]
         ("grpc.max_send_message_length", MESSAGE_LIMIT),
         ("grpc.keepalive_time_ms", _KEEPALIVE_MS),
         ("grpc.keepalive_permit_without_calls", 0),
+        # BuildKit's error trailers carry stack traces (grpc-status-details-bin); past grpcio's
+        # 8 KiB default the call fails with "metadata size exceeds soft limit" instead.
+        ("grpc.max_metadata_size", _METADATA_LIMIT),
+        ("grpc.absolute_max_metadata_size", _METADATA_LIMIT),
     ]
     if servername:
         options += [
