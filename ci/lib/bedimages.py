@@ -189,5 +189,6 @@ def ensure_buildkit_image(addr: str, registry: str) -> dict[str, str]:
         ],
         None,
     )
+    partial.chmod(0o644)  # buildctl writes it world-writable
     partial.replace(BUILDKIT_IMAGE_TAR)
     return info

@@ -108,6 +108,43 @@ def test_sigterm_stops_the_spawned_buildkitd_and_removes_its_files(
     assert leftovers(tmp_path) == []
 
 
+def test_ctrl_c_prints_one_line_exits_130_and_removes_the_default_builder(
+    tmp_path: Path, busybox: str
+) -> None:
+    """SIGINT during a build on the embedded builder: teardown, then ``error: interrupted``."""
+    require_buildkitd()
+    context = tmp_path / "ctx"
+    context.mkdir()
+    sleep = f"sleep {700 + random.randrange(10_000)}"
+    (context / "Dockerfile").write_text(f"FROM {busybox}\nRUN {sleep}\n")
+    env = cli_env(tmp_path)
+    scratch = str(tmp_path / "tmp")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pybuildx", "build", "--progress", "plain", str(context)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        started = _wait_for(lambda: processes_mentioning(sleep) or process.poll() is not None, 120)
+        assert started and process.poll() is None, process.communicate()[1][-3000:]
+        assert any("buildkitd" in p for p in processes_mentioning(scratch))
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr and "Aborted" not in stderr
+    assert stderr.rstrip().splitlines()[-1] == "error: interrupted"
+    assert stderr.count("error:") == 1
+    assert processes_mentioning(scratch) == []
+    assert processes_mentioning(sleep) == []
+    assert leftovers(tmp_path) == []
+
+
 def test_named_local_builder_outlives_the_command_until_rm(tmp_path: Path) -> None:
     require_buildkitd()
     env = cli_env(tmp_path)

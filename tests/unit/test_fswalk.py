@@ -10,6 +10,7 @@ import pytest
 
 from pybuildx.buildkit import fsutil_wire as wire
 from pybuildx.buildkit._pb import fsutil_pb2
+from pybuildx.buildkit.filesync import walk_filter_from_metadata
 from pybuildx.buildkit.fswalk import (
     GO_MODE_CHAR_DEVICE,
     GO_MODE_DEVICE,
@@ -221,3 +222,33 @@ def test_decoding_round_trips_generated_messages() -> None:
     assert decoded.stat.mode == GO_MODE_DIR | 0o700
     assert (decoded.stat.uid, decoded.stat.gid, decoded.stat.mod_time) == (1000, 5, -1)
     assert decoded.stat.xattrs == {b"user.a": b"v"}
+
+
+def test_request_metadata_is_decoded_as_the_daemon_sends_it() -> None:
+    # Captured from buildkitd v0.18 for a .dockerignore of "*.log", "!keep.log", "/abs", "été*".
+    metadata = [
+        ("exclude-patterns", "%2A.log"),
+        ("exclude-patterns", "%21keep.log"),
+        ("exclude-patterns", "abs"),
+        ("exclude-patterns", "%C3%A9t%C3%A9%2A"),
+        ("exclude-patterns-encoded", "1"),
+        ("dir-name", "context"),
+        ("followpaths", "a+b"),  # not encoded: taken literally
+    ]
+    name, filters = walk_filter_from_metadata(metadata)
+    assert name == "context"
+    assert filters.exclude_patterns == ("*.log", "!keep.log", "abs", "été*")
+    assert filters.follow_paths == ("a+b",)
+    assert filters.include_patterns == ()
+
+
+def test_client_ignore_patterns_combine_with_the_daemons(tmp_path: Path) -> None:
+    from pybuildx.buildkit.filesync import FileSyncAttachable, LocalSource
+
+    make(tmp_path, "keep", "secret.env", "logs/x.log", "src/a")
+    os.link(tmp_path / "secret.env", tmp_path / "z-link-to-secret")
+    files = FileSyncAttachable({"c": LocalSource(path=tmp_path, ignore_patterns=("*.env",))})
+    entries = list(files._entries(files._dirs["c"], WalkFilter(exclude_patterns=("logs",))))
+    assert [e.path for e in entries] == [b"keep", b"src", b"src/a", b"z-link-to-secret"]
+    # Its first path was dropped by our patterns: sent as a plain file, never a dangling link.
+    assert entries[-1].linkname == b"" and entries[-1].size == len("secret.env")

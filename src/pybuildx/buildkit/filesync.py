@@ -25,7 +25,7 @@ from urllib.parse import unquote_plus
 import grpc
 
 from pybuildx.buildkit import fsutil_wire as wire
-from pybuildx.buildkit.fswalk import Entry, WalkFilter, walk
+from pybuildx.buildkit.fswalk import Entry, WalkFilter, compare_key, walk
 from pybuildx.buildkit.upload_ledger import LedgerTransfer, UploadLedger
 from pybuildx.errors import PybuildxError
 
@@ -289,13 +289,21 @@ class FileSyncAttachable:
 
 
 def _intersect(theirs: Iterator[Entry], ours: Iterator[Entry]) -> Iterator[Entry]:
-    """Entries present in both walks (both are in receiver order, so a merge-join works)."""
-    from pybuildx.buildkit.fswalk import compare_key
+    """Entries present in both walks (both are in receiver order, so a merge-join works).
 
+    A hard link whose first path only our patterns dropped becomes a plain file (its size is
+    real, and its content is read from its own path).
+    """
+    sent: set[bytes] = set()
     mine = next(ours, None)
     for entry in theirs:
         key = compare_key(entry.path)
         while mine is not None and compare_key(mine.path) < key:
             mine = next(ours, None)
-        if mine is not None and mine.path == entry.path:
-            yield entry
+        if mine is None or mine.path != entry.path:
+            continue
+        if entry.requestable:
+            if entry.linkname and entry.linkname not in sent:
+                entry.linkname = b""
+            sent.add(entry.path)
+        yield entry

@@ -10,7 +10,10 @@ import importlib
 import os
 import sys
 
+import signal
+
 import typer
+import typer.core
 
 from pybuildx import __version__
 from pybuildx.errors import PybuildxError, redact
@@ -18,7 +21,30 @@ from pybuildx.errors import PybuildxError, redact
 # Each module defines ``register(app: typer.Typer) -> None``.
 COMMAND_MODULES: tuple[str, ...] = ("certs", "build", "builder")
 
+
+class _Interrupted(Exception):
+    """A KeyboardInterrupt (or the pipeline's SIGTERM/SIGHUP subclass) that left a command.
+
+    Typer turns KeyboardInterrupt into a silent exit 130; wrapping it lets ``main`` say why.
+    """
+
+    def __init__(self, cause: KeyboardInterrupt) -> None:
+        super().__init__(str(cause))
+        # The pipeline raises Terminated("SIGTERM"); a plain Ctrl-C carries no name.
+        name = str(cause.args[0]) if cause.args else "SIGINT"
+        self.signal_name = name if name.startswith("SIG") else "SIGINT"
+
+
+class _Group(typer.core.TyperGroup):
+    def invoke(self, ctx: typer.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            raise _Interrupted(exc) from None
+
+
 app = typer.Typer(
+    cls=_Group,
     name="ci-build",
     help="Bootstrap BuildKit builders and run (multi-platform) container builds on them.",
     no_args_is_help=True,
@@ -66,9 +92,13 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(exc.render(), file=sys.stderr)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
+    except (_Interrupted, KeyboardInterrupt) as exc:
+        name = exc.signal_name if isinstance(exc, _Interrupted) else "SIGINT"
+        if name == "SIGINT":
+            print("error: interrupted", file=sys.stderr)
+        else:
+            print(f"error: terminated by {name}", file=sys.stderr)
+        sys.exit(128 + int(signal.Signals[name]))
     except SystemExit:
         raise
     except Exception as exc:  # a bug: say so in one line unless --debug asks for the traceback
