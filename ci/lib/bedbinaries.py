@@ -38,6 +38,10 @@ def buildkit_bin(version: str) -> Path:
     return CACHE / f"buildkit-{version}" / "bin"
 
 
+def dockerfile_frontend_bin() -> Path:
+    return CACHE / f"dockerfile-frontend-{BUILDKIT_OLD}" / "dockerfile-frontend"
+
+
 def buildx_bin() -> Path:
     return CACHE / f"buildx-{BUILDX_VERSION}" / "bin" / "buildx"
 
@@ -123,6 +127,26 @@ def ensure_buildkit_old() -> Path:
     )
     _record_build_time(f"buildkit-{BUILDKIT_OLD}", time.monotonic() - start)
     return bindir
+
+
+def ensure_dockerfile_frontend() -> Path:
+    """BuildKit's Dockerfile frontend as a binary: the gateway tests pack it into an image."""
+    binary = dockerfile_frontend_bin()
+    if binary.exists():
+        return binary
+    log(f"go install dockerfile-frontend {BUILDKIT_OLD} (a minute)")
+    start = time.monotonic()
+    run(
+        [
+            "go",
+            "install",
+            f"{BUILDKIT_MODULE}/frontend/dockerfile/cmd/dockerfile-frontend@{BUILDKIT_OLD}",
+        ],
+        env={**GO_ENV, "GOBIN": str(binary.parent), "CGO_ENABLED": "0"},
+        nice=True,
+    )
+    _record_build_time(f"dockerfile-frontend-{BUILDKIT_OLD}", time.monotonic() - start)
+    return binary
 
 
 def _module_directives(go_mod: str, keyword: str) -> list[str]:
@@ -246,6 +270,7 @@ def put_current_on_path() -> None:
 def ensure_go_binaries() -> None:
     ensure_buildkit_current()
     ensure_buildkit_old()
+    ensure_dockerfile_frontend()
     ensure_buildx()
     put_current_on_path()
 

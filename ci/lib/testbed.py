@@ -58,6 +58,8 @@ def up() -> None:
     }
     _step(state, "go:buildkit-current", bedbinaries.ensure_buildkit_current)
     _step(state, "go:buildkit-old", bedbinaries.ensure_buildkit_old)
+    frontend = _step(state, "go:dockerfile-frontend", bedbinaries.ensure_dockerfile_frontend)
+    state["dockerfile_frontend"] = str(frontend)
     buildx = _step(state, "go:buildx", bedbinaries.ensure_buildx)
     state["buildx"] = {"path": str(buildx), "version": BUILDX_VERSION} if buildx else None
     bedbinaries.put_current_on_path()

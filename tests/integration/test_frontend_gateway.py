@@ -1,8 +1,8 @@
 """External Dockerfile frontends: a ``# syntax=`` line, and ``BUILDKIT_SYNTAX`` (gateway.v0).
 
-Offline, the frontend image is made from BuildKit's own dockerfile-frontend binary, built once
-from the Go module cache into /var/cache/pybuildx (see FRONTEND_BUILD below) and pushed to the
-plain bed registry; without that binary the tests skip and say how to build it.
+Offline, the frontend image is made from BuildKit's own dockerfile-frontend binary, which
+``ci/testbed up`` builds from the Go module proxy into /var/cache/pybuildx, and pushed to the
+plain bed registry.
 """
 
 from __future__ import annotations
@@ -22,12 +22,6 @@ FRONTEND_VERSION = "v0.18.2"
 FRONTEND_BINARY = Path(
     f"/var/cache/pybuildx/dockerfile-frontend-{FRONTEND_VERSION}/dockerfile-frontend"
 )
-FRONTEND_BUILD = (
-    f"GOPATH=/var/cache/pybuildx/go GOCACHE=/var/cache/pybuildx/go-build "
-    f"GOBIN={FRONTEND_BINARY.parent} GOPROXY=file:///var/cache/pybuildx/go/pkg/mod/cache/download "
-    f"GOSUMDB=off CGO_ENABLED=0 go install "
-    f"github.com/moby/buildkit/frontend/dockerfile/cmd/dockerfile-frontend@{FRONTEND_VERSION}"
-)
 _IMAGE_DOCKERFILE = """FROM scratch
 COPY dockerfile-frontend /bin/dockerfile-frontend
 LABEL moby.buildkit.frontend.network.none="true"
@@ -46,7 +40,7 @@ def frontend_image(
     need(
         FRONTEND_BINARY.is_file(),
         f"no offline Dockerfile frontend image can be made: {FRONTEND_BINARY} is missing "
-        f"(build it with: {FRONTEND_BUILD})",
+        "(ci/testbed up builds it)",
     )
     daemon = current_daemon
     ctx = tmp_path_factory.mktemp("frontend")

@@ -115,18 +115,26 @@ class Store:
         """Why stored builders could not be read (a hand-edited or truncated file)."""
         return [b for b in self._scan() if isinstance(b, ConfigError)]
 
+    def unreadable_by_name(self) -> dict[str, ConfigError]:
+        return {
+            name: item for name, item in self._scan_named() if isinstance(item, ConfigError)
+        }
+
     def _scan(self) -> builtins.list[BuilderSpec | ConfigError]:
+        return [item for _, item in self._scan_named()]
+
+    def _scan_named(self) -> builtins.list[tuple[str, BuilderSpec | ConfigError]]:
         if not self._builders.is_dir():
             return []
-        found: builtins.list[BuilderSpec | ConfigError] = []
+        found: builtins.list[tuple[str, BuilderSpec | ConfigError]] = []
         for path in sorted(self._builders.glob("*.json")):
             try:
                 builder = self.get(path.stem)
             except ConfigError as exc:
-                found.append(exc)
+                found.append((path.stem, exc))
                 continue
             if builder is not None:
-                found.append(builder)
+                found.append((path.stem, builder))
         return found
 
     def current(self) -> str | None:

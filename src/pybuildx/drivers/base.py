@@ -75,3 +75,12 @@ class Driver(Protocol):
 
     def release(self) -> None:
         """Drop client-side resources (relays); the daemon keeps running for later runs."""
+
+    def stop(self) -> str:
+        """Stop the daemon but keep its state (a later ``bootstrap`` restarts it); says what it did.
+
+        Drivers that do not own their daemon (remote, docker) do nothing and say so.
+        """
+
+    def detach(self) -> str | None:
+        """Forget the daemon but leave it running (``rm --keep-daemon``); how to stop it by hand."""

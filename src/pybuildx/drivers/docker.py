@@ -87,6 +87,14 @@ class DockerDriver:
             channel.close()
         return DriverInfo(Status.RUNNING)
 
+    def stop(self) -> str:
+        self.release()
+        return f"{self._node.name}: the docker driver does not manage its daemon, nothing to stop"
+
+    def detach(self) -> str | None:
+        self.release()
+        return None
+
     def release(self) -> None:
         if self._bridge is not None:
             self._bridge.close()

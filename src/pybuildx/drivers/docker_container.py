@@ -310,6 +310,29 @@ class DockerContainerDriver:
             self._bridge.close()
             self._bridge = None
 
+    def stop(self) -> str:
+        import docker.errors
+
+        self.release()
+        container = self._container()
+        if container is None or container.status != "running":
+            return f"{self._node.name}: container {self.container_name} is not running"
+        try:
+            container.stop(timeout=10)
+        except docker.errors.DockerException as exc:
+            raise DriverError(f"cannot stop container {self.container_name}: {exc}") from None
+        return f"{self._node.name}: stopped container {self.container_name}; its state is kept"
+
+    def detach(self) -> str | None:
+        self.release()
+        if self._container() is None:
+            return None
+        return (
+            f"{self._node.name}: container {self.container_name} keeps running; remove it and its "
+            f"state with 'docker rm -f {self.container_name}' and "
+            f"'docker volume rm {self.volume_name}'"
+        )
+
     def teardown(self, keep_state: bool = False) -> None:
         with self._lock:
             self._closed = True

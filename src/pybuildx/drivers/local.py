@@ -280,6 +280,29 @@ class LocalDriver:
     def release(self) -> None:
         """Nothing client-side: the daemon and its socket stay for later runs."""
 
+    def stop(self) -> str:
+        """Stop the daemon; root, config and log stay, so ``bootstrap`` resumes with its cache."""
+        with self._lock:
+            pid = self.pid
+            if self._dir is None or pid is None or not _pid_alive(pid, self._process):
+                return f"{self._node.name}: buildkitd is not running"
+            _stop(pid, self._process, self._socket_path())
+            self._process = None
+            runtime = self._runtime_dir()
+            self._socket_path().unlink(missing_ok=True)
+            _unmount_below(self._root())
+            self._record_path().write_text(json.dumps({"runtime": str(runtime)}))
+        return f"{self._node.name}: stopped buildkitd (pid {pid}); its state is kept"
+
+    def detach(self) -> str | None:
+        pid = self.pid
+        if self._dir is None or pid is None or not _pid_alive(pid, self._process):
+            return None
+        return (
+            f"{self._node.name}: buildkitd (pid {pid}) keeps running on {self.address}; "
+            f"stop it with 'kill {pid}', its state is in {self._dir}"
+        )
+
     def teardown(self, keep_state: bool = False) -> None:
         """Stop the daemon, then remove its directories (the root too unless ``keep_state``)."""
         with self._lock:

@@ -202,6 +202,14 @@ class RemoteDriver:
         # Someone else runs the daemon: only our relay goes away.
         self.release()
 
+    def stop(self) -> str:
+        self.release()
+        return f"{self._node.name}: the remote driver does not manage its daemon, nothing to stop"
+
+    def detach(self) -> str | None:
+        self.release()
+        return None
+
     def release(self) -> None:
         if self._bridge is not None:
             self._bridge.close()
