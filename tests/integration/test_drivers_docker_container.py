@@ -171,3 +171,38 @@ def test_default_load_loads_a_build_without_outputs(
             engine.images.remove(tag, force=True)
         assert ci_build("builder", "rm", builder_name, env=env).returncode == 0
     assert leftovers(tmp_path) == []
+
+
+def test_stop_stops_the_container_and_inspect_bootstrap_starts_it_again(
+    tmp_path: Path, dockerd: str, engine: Any, buildkit_image: BuildkitImage, builder_name: str
+) -> None:
+    env = cli_env(tmp_path, DOCKER_HOST=dockerd)
+    _create(env, builder_name, buildkit_image)
+    container = f"pybuildx_buildkit_{builder_name}0"
+    stopped = ci_build("builder", "stop", builder_name, env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert f"stopped container {container}" in stopped.stderr
+    assert engine.containers.get(container).status == "exited"
+    assert _exists(engine.volumes, f"{container}_state")
+    restarted = ci_build("builder", "inspect", "--bootstrap", builder_name, env=env)
+    assert restarted.returncode == 0, restarted.stderr
+    assert "BuildKit version:" in restarted.stdout
+    assert engine.containers.get(container).status == "running"
+    removed = ci_build("builder", "rm", builder_name, env=env)
+    assert removed.returncode == 0, removed.stderr
+    assert not _exists(engine.containers, container)
+
+
+def test_rm_keep_daemon_keeps_the_running_container(
+    tmp_path: Path, dockerd: str, engine: Any, buildkit_image: BuildkitImage, builder_name: str
+) -> None:
+    env = cli_env(tmp_path, DOCKER_HOST=dockerd)
+    _create(env, builder_name, buildkit_image)
+    container = f"pybuildx_buildkit_{builder_name}0"
+    removed = ci_build("builder", "rm", "--keep-daemon", builder_name, env=env)
+    assert removed.returncode == 0, removed.stderr
+    assert f"{builder_name} removed" in removed.stderr
+    assert f"docker rm -f {container}" in removed.stderr
+    assert engine.containers.get(container).status == "running"
+    assert ci_build("builder", "ls", "--format", "json", env=env).stdout.strip() == ""
+    assert leftovers(tmp_path) == []

@@ -83,6 +83,14 @@ class FakeDaemon:
             time.sleep(0.01)
         raise AssertionError("the session did not finish its streams")
 
+    def wait_for_data(self, stream: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(k == 0 and s == stream for k, _, s, _ in parse_frames(bytes(self.sent))):
+                return
+            time.sleep(0.01)
+        raise AssertionError(f"no data on stream {stream}")
+
     def finish(self) -> list[tuple[int, int, int, bytes]]:
         self.inbound.put(None)
         self.reader.join(10)
@@ -108,7 +116,8 @@ def test_health_settings_ping_and_a_full_diff_copy(tmp_path: Path) -> None:
     daemon.send(frame(0, 0x1, 1, grpc_message(b"")))
     daemon.request(3, "/moby.filesync.v1.FileSync/DiffCopy", [("dir-name", "context")])
     daemon.request(5, "/moby.filesync.v1.Nope/Nope", [])
-    # The receiver asks for the file (entry 1: "dir" is 0) and then says FIN.
+    # Like the real receiver, ask only after the listing arrived: entry 1 ("dir" is 0), then FIN.
+    daemon.wait_for_data(3)
     daemon.send(frame(0, 0, 3, grpc_message(wire.req_packet(1))))
     daemon.send(frame(0, 0, 3, grpc_message(wire.fin_packet())))
     daemon.wait_for_stream_ends(3)

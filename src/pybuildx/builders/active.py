@@ -12,7 +12,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -36,6 +36,7 @@ _TEARDOWN_TIMEOUT = 120.0
 @dataclass(frozen=True)
 class TeardownReport:
     failures: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # what the user must know: a daemon left running, a no-op stop
 
 
 class ActiveBuilder:
@@ -113,9 +114,32 @@ class ActiveBuilder:
         """Tear down (ephemeral) or release (stored) every node; bounded, retried, never raises."""
         return self._finish(teardown=self.ephemeral, keep_state=False)
 
-    def remove(self, *, keep_state: bool = False) -> TeardownReport:
-        """Tear every node down, stored or not (``builder rm``)."""
+    def remove(self, *, keep_state: bool = False, keep_daemon: bool = False) -> TeardownReport:
+        """Tear every node down, stored or not (``builder rm``); ``keep_daemon`` only lets go."""
+        if keep_daemon:
+            return self._each_node("detach", lambda d: d.detach())
         return self._finish(teardown=True, keep_state=keep_state)
+
+    def stop(self) -> TeardownReport:
+        """Stop every node's daemon, keeping its state (``builder stop``)."""
+        return self._each_node("stop", lambda d: d.stop())
+
+    def _each_node(self, what: str, action: Callable[[Driver], str | None]) -> TeardownReport:
+        self.close_channels()
+        jobs = [
+            Job(f"{what}-{node.name}", functools.partial(action, self._drivers[i]))
+            for i, node in enumerate(self.spec.nodes)
+        ]
+        failures: list[str] = []
+        try:
+            run_all(jobs, timeout=_TEARDOWN_TIMEOUT)
+        except TimeoutError as exc:
+            failures.append(str(exc))
+        except Exception:  # each job's own error is collected below
+            pass
+        failures += [f"{job.name}: {job.error}" for job in jobs if job.error is not None]
+        notes = tuple(str(job.result) for job in jobs if job.done and job.result)
+        return TeardownReport(tuple(failures), notes)
 
     def _finish(self, *, teardown: bool, keep_state: bool) -> TeardownReport:
         self.close_channels()

@@ -53,6 +53,7 @@ def format_platforms(platforms: Sequence[str], static: Iterable[str], *, truncat
     alphabetically; after ``MAX_PLATFORM_GROUPS`` groups the remainder is ``(N more)``.
     """
     pinned = set(static)
+    platforms = list(dict.fromkeys(platforms))
 
     def label(platform: str) -> str:
         return f"{platform}*" if platform in pinned else platform
@@ -107,7 +108,9 @@ def ls_table(builders: Sequence[BuilderStatus], *, truncate: bool = True) -> lis
                 )
             )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return [
+        "   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
 
 
 def ls_errors(builders: Iterable[BuilderStatus]) -> list[str]:
@@ -140,6 +143,15 @@ def _policy_json(policy: GCPolicy) -> dict[str, Any]:
     )
 
 
+def _oci_platform(platform: str) -> dict[str, str]:
+    """``linux/arm/v7`` as an OCI platform object, the shape buildx prints."""
+    os_name, arch, *variant = platform.split("/")
+    data = {"architecture": arch, "os": os_name}
+    if variant:
+        data["variant"] = variant[0]
+    return data
+
+
 def _node_json(node: NodeStatus) -> dict[str, Any]:
     files = {}
     if node.spec.buildkitd_config is not None:
@@ -151,7 +163,7 @@ def _node_json(node: NodeStatus) -> dict[str, Any]:
             "Status": node.status,
             "Version": node.version,
             "IDs": list(node.worker_ids),
-            "Platforms": list(node.platforms),
+            "Platforms": [_oci_platform(p) for p in node.platforms],
             "GCPolicy": [_policy_json(p) for p in node.gc_policies],
             "Labels": dict(node.labels),
             "Flags": list(node.spec.buildkitd_flags),

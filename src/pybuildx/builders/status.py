@@ -1,4 +1,4 @@
-"""What ``builder ls`` and ``builder inspect`` report: each node's state, asked of its driver and daemon.
+"""What ``builder ls`` and ``builder inspect`` report: each node's state, from driver and daemon.
 
 Nodes are queried concurrently; a failure on one node becomes that node's error, a builder that
 cannot even be instantiated (a driver-opt file gone) becomes the builder's error. Nothing raises.
@@ -106,7 +106,9 @@ def builder_status(builder: BuilderSpec, store: Store) -> BuilderStatus:
         nodes = run_all(jobs)
     finally:
         active.close()
-    return BuilderStatus(name=builder.name, driver=builder.driver, nodes=tuple(nodes), current=current)
+    return BuilderStatus(
+        name=builder.name, driver=builder.driver, nodes=tuple(nodes), current=current
+    )
 
 
 def unreadable_status(name: str, problem: Exception) -> BuilderStatus:

@@ -116,9 +116,7 @@ class Store:
         return [b for b in self._scan() if isinstance(b, ConfigError)]
 
     def unreadable_by_name(self) -> dict[str, ConfigError]:
-        return {
-            name: item for name, item in self._scan_named() if isinstance(item, ConfigError)
-        }
+        return {name: item for name, item in self._scan_named() if isinstance(item, ConfigError)}
 
     def _scan(self) -> builtins.list[BuilderSpec | ConfigError]:
         return [item for _, item in self._scan_named()]
@@ -143,6 +141,16 @@ class Store:
         except FileNotFoundError:
             return None
         return name or None
+
+    def resolve(self, name: str | None) -> str:
+        """``name``, else ``$PYBUILDX_BUILDER``, else the current builder; else a usage error."""
+        chosen = name or os.environ.get("PYBUILDX_BUILDER") or self.current()
+        if not chosen:
+            raise UsageError(
+                "no builder given and no current builder",
+                hint="pass NAME or run 'ci-build builder use NAME'",
+            )
+        return chosen
 
     def use(self, name: str) -> None:
         self.load(name)

@@ -154,6 +154,8 @@ class _Sender:
         mtime = self.transfer.mtime_to_send if self.transfer else None
         for index, entry in enumerate(self.entries):
             sent_mtime = mtime(entry) if mtime else entry.mtime_ns
+            if entry.requestable:
+                self.files[index] = entry.abspath  # before the STAT leaves, as fsutil does
             yield wire.stat_packet(
                 wire.encode_stat(
                     entry.path,
@@ -165,8 +167,6 @@ class _Sender:
                     entry.devminor,
                 )
             )
-            if entry.requestable:
-                self.files[index] = entry.abspath
             while not pending.empty():
                 item = pending.get()
                 if isinstance(item, int) and item >= 0:

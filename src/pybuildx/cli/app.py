@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import importlib
 import os
-import sys
-
 import signal
+import sys
+from typing import Any
 
 import typer
 import typer.core
@@ -36,7 +36,7 @@ class _Interrupted(Exception):
 
 
 class _Group(typer.core.TyperGroup):
-    def invoke(self, ctx: typer.Context) -> object:
+    def invoke(self, ctx: Any) -> Any:  # Typer's vendored click.Context
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt as exc:

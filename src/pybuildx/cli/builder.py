@@ -1,19 +1,21 @@
-"""``ci-build builder``: create, list, inspect, select and remove named builders; du and prune."""
+"""``ci-build builder``: create, list, inspect, select, stop and remove named builders.
+
+``du`` and ``prune`` live in ``builder_cache``."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import shlex
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 if TYPE_CHECKING:
-    from pybuildx.builders.active import ActiveBuilder
     from pybuildx.builders.model import BuilderSpec
+    from pybuildx.builders.status import BuilderStatus
     from pybuildx.builders.store import Store
 
 __all__ = ["register"]
@@ -146,132 +148,59 @@ def _bootstrap_or_roll_back(
         active.close()
 
 
-def _node_rows(active: ActiveBuilder) -> list[dict[str, Any]]:
+def _statuses(builders: list[BuilderSpec], store: Store) -> list[BuilderStatus]:
     from pybuildx.builders.parallel import Job, run_all
-    from pybuildx.buildkit.control import ControlClient
-    from pybuildx.drivers.base import Status
+    from pybuildx.builders.status import builder_status
 
-    def describe(index: int) -> dict[str, Any]:
-        node = active.spec.nodes[index]
-        row: dict[str, Any] = {
-            "Name": node.name,
-            "Endpoint": node.endpoint or node.driver,
-            "Status": "",
-            "Version": "",
-            "Platforms": [str(p) for p in node.platforms],
-            "DriverOpts": dict(node.driver_opts),
-            "Flags": list(node.buildkitd_flags),
-        }
-        try:
-            info = active.driver(index).info()
-            row["Status"] = info.status.value
-            if info.status == Status.RUNNING:
-                daemon = ControlClient(active.channel(index), target=node.name).info(timeout=10)
-                row["Version"] = daemon.version if daemon else ""
-                detected = [str(p) for p in active.platforms(index)]
-                row["Platforms"] += [p for p in detected if p not in row["Platforms"]]
-            elif info.detail:
-                row["Err"] = info.detail
-        except Exception as exc:
-            row["Status"] = "error"
-            row["Err"] = str(exc)
-        return row
-
-    jobs = [
-        Job(f"info-{n.name}", functools.partial(describe, i))
-        for i, n in enumerate(active.spec.nodes)
-    ]
+    jobs = [Job(f"ls-{b.name}", functools.partial(builder_status, b, store)) for b in builders]
     return run_all(jobs)
-
-
-def _describe(builder: BuilderSpec, store: Store) -> dict[str, Any]:
-    from pybuildx.builders.active import ActiveBuilder
-
-    try:
-        active = ActiveBuilder(builder, ephemeral=False, store=store)
-    except Exception as exc:
-        return {"Name": builder.name, "Driver": builder.driver, "Nodes": [], "Err": str(exc)}
-    try:
-        nodes = _node_rows(active)
-    finally:
-        active.close()
-    return {
-        "Name": builder.name,
-        "Driver": builder.driver,
-        "Nodes": nodes,
-        "Current": store.current() == builder.name,
-    }
-
-
-def _platform_list(node: dict[str, Any], static: int) -> str:
-    platforms = node["Platforms"]
-    return ", ".join(f"{p}*" if i < static else p for i, p in enumerate(platforms))
 
 
 @builder_app.command("ls")
 def ls(
     format: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    no_trunc: Annotated[
+        bool, typer.Option("--no-trunc", help="Show every platform, ungrouped.")
+    ] = False,
 ) -> None:
-    """List builders and the state of their nodes."""
+    """List builders and the state of their nodes (builders with errors last)."""
+    from pybuildx.builders.listing import ls_errors, ls_json, ls_table, sort_for_listing
+    from pybuildx.builders.status import unreadable_status
     from pybuildx.config import reject_unknown
 
     reject_unknown([format], ("table", "json"), what="format")
     store = _store()
-    builders = store.list()
-    described = [_describe(b, store) for b in builders]
+    described = _statuses(store.list(), store)
+    described += [unreadable_status(n, e) for n, e in store.unreadable_by_name().items()]
+    described = sort_for_listing(described)
     if format == "json":
         for item in described:
-            typer.echo(json.dumps(item))
+            typer.echo(json.dumps(ls_json(item)))
         return
-    rows = [("NAME/NODE", "DRIVER/ENDPOINT", "STATUS", "BUILDKIT", "PLATFORMS")]
-    for builder, item in zip(builders, described, strict=False):
-        rows.append(
-            (item["Name"] + ("*" if item.get("Current") else ""), item["Driver"], "", "", "")
-        )
-        for spec_node, node in zip(builder.nodes, item["Nodes"], strict=False):
-            rows.append(
-                (
-                    " \\_ " + node["Name"],
-                    " \\_ " + node["Endpoint"],
-                    node["Status"],
-                    node["Version"],
-                    _platform_list(node, len(spec_node.platforms)),
-                )
-            )
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    for row in rows:
-        typer.echo("   ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
-    for problem in store.unreadable():
-        typer.echo(f"Cannot load builder: {problem}", err=True)
-    for item in described:
-        for node in item["Nodes"]:
-            if node.get("Err"):
-                typer.echo(
-                    f"Failed to get status for {item['Name']} ({node['Name']}): {node['Err']}",
-                    err=True,
-                )
+    for line in ls_table(described, truncate=not no_trunc):
+        typer.echo(line)
+    for line in ls_errors(described):
+        typer.echo(line, err=True)
 
 
 def _resolve_name(name: str | None, store: Store) -> str:
-    import os
-
-    from pybuildx.errors import UsageError
-
-    chosen = name or os.environ.get("PYBUILDX_BUILDER") or store.current()
-    if not chosen:
-        raise UsageError(
-            "no builder given and no current builder",
-            hint="pass NAME or run 'ci-build builder use NAME'",
-        )
-    return chosen
+    return store.resolve(name)
 
 
 @builder_app.command("inspect")
 def inspect(
     name: Annotated[str | None, typer.Argument(help="Builder (default: the current one).")] = None,
-    bootstrap: Annotated[bool, typer.Option("--bootstrap", help="Start the nodes first.")] = False,
+    bootstrap: Annotated[
+        bool, typer.Option("--bootstrap", help="Start (or restart) the nodes first.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Also show driver features.")] = False,
 ) -> None:
-    """Show a builder's nodes, status, BuildKit version and platforms."""
+    """Show a builder's nodes: status, BuildKit version, platforms, labels, GC policy."""
+    import os
+
+    from pybuildx.builders.listing import inspect_lines
+    from pybuildx.builders.status import builder_status
+
     store = _store()
     builder = store.load(_resolve_name(name, store))
     if bootstrap:
@@ -282,26 +211,9 @@ def inspect(
             active.boot()
         finally:
             active.close()
-    item = _describe(builder, store)
-    typer.echo(f"Name:          {item['Name']}")
-    typer.echo(f"Driver:        {item['Driver']}")
-    typer.echo("")
-    typer.echo("Nodes:")
-    for spec_node, node in zip(builder.nodes, item["Nodes"], strict=False):
-        opts = " ".join(f'{k}="{v}"' for k, v in node["DriverOpts"].items())
-        typer.echo(f"Name:             {node['Name']}")
-        typer.echo(f"Endpoint:         {node['Endpoint']}")
-        if opts:
-            typer.echo(f"Driver Options:   {opts}")
-        if node.get("Err"):
-            typer.echo(f"Error:            {node['Err']}")
-        typer.echo(f"Status:           {node['Status']}")
-        if node["Flags"]:
-            typer.echo(f"BuildKit daemon flags: {shlex.join(node['Flags'])}")
-        if node["Version"]:
-            typer.echo(f"BuildKit version: {node['Version']}")
-        typer.echo(f"Platforms:        {_platform_list(node, len(spec_node.platforms))}")
-        typer.echo("")
+    debug = debug or os.environ.get("PYBUILDX_DEBUG") == "1"
+    for line in inspect_lines(builder_status(builder, store), debug=debug):
+        typer.echo(line)
 
 
 @builder_app.command("use")
@@ -312,11 +224,50 @@ def use(name: Annotated[str, typer.Argument(help="Builder to make current.")]) -
         store.use(name)
 
 
+def _inactive_builders(store: Store) -> list[str]:
+    from pybuildx.builders.active import ActiveBuilder
+    from pybuildx.drivers.base import Status
+
+    targets = []
+    for builder in store.list():
+        active = ActiveBuilder(builder, ephemeral=False, store=store)
+        try:
+            statuses = [active.driver(i).info().status for i in range(len(builder.nodes))]
+        finally:
+            active.close()
+        if Status.RUNNING not in statuses:
+            targets.append(builder.name)
+    return targets
+
+
+def _remove_one(
+    name: str, store: Store, *, keep_state: bool, keep_daemon: bool, force: bool
+) -> str:
+    """Remove one builder; returns the notes to print; raises when it stays in the store."""
+    from pybuildx.builders.active import ActiveBuilder
+    from pybuildx.errors import DriverError
+
+    builder = store.load(name)
+    report = ActiveBuilder(builder, ephemeral=False, store=store).remove(
+        keep_state=keep_state, keep_daemon=keep_daemon
+    )
+    if report.failures and not force:
+        # Unlike buildx we keep the record: without it nobody can find what leaked.
+        raise DriverError("; ".join(report.failures))
+    with store.transaction():
+        store.remove(name)
+    return "\n".join(report.notes)
+
+
 @builder_app.command("rm")
 def rm(
     names: Annotated[list[str] | None, typer.Argument(help="Builders (default: current).")] = None,
     keep_state: Annotated[
         bool, typer.Option("--keep-state", help="Keep the BuildKit state (cache).")
+    ] = False,
+    keep_daemon: Annotated[
+        bool,
+        typer.Option("--keep-daemon", help="Leave the daemon running; only forget the builder."),
     ] = False,
     all_inactive: Annotated[
         bool, typer.Option("--all-inactive", help="Remove every builder that is not running.")
@@ -326,130 +277,69 @@ def rm(
         typer.Option("--force", "-f", help="Forget the builder even when its teardown fails."),
     ] = False,
 ) -> None:
-    """Stop and remove builders (what they started, and their stored entry)."""
-    from pybuildx.builders.active import ActiveBuilder
-    from pybuildx.drivers.base import Status
-    from pybuildx.errors import DriverError, UsageError
+    """Stop and remove builders (in parallel): what they started, and their stored entry."""
+    from pybuildx.builders.parallel import Job, run_all
+    from pybuildx.errors import DriverError, UsageError, redact
 
     store = _store()
     if all_inactive:
         if names:
             raise UsageError("--all-inactive takes no builder names")
-        targets = []
-        for builder in store.list():
-            active = ActiveBuilder(builder, ephemeral=False, store=store)
-            try:
-                statuses = [active.driver(i).info().status for i in range(len(builder.nodes))]
-            finally:
-                active.close()
-            if Status.RUNNING not in statuses:
-                targets.append(builder.name)
+        targets = _inactive_builders(store)
     else:
-        targets = list(names or [_resolve_name(None, store)])
-    failed = False
+        targets = list(dict.fromkeys(names or [_resolve_name(None, store)]))
     for name in targets:
-        builder = store.load(name)
-        report = ActiveBuilder(builder, ephemeral=False, store=store).remove(keep_state=keep_state)
-        if report.failures and not force:
-            # Unlike buildx we keep the record: without it nobody can find what leaked.
-            typer.echo(f"failed to remove {name}: {'; '.join(report.failures)}", err=True)
-            failed = True
+        store.load(name)  # an unknown name fails before anything is removed
+    jobs = [
+        Job(
+            name,
+            functools.partial(
+                _remove_one,
+                name,
+                store,
+                keep_state=keep_state,
+                keep_daemon=keep_daemon,
+                force=force,
+            ),
+        )
+        for name in targets
+    ]
+    with contextlib.suppress(Exception):  # each job's outcome is printed below
+        run_all(jobs)
+    failed = [job for job in jobs if job.error is not None]
+    for job in jobs:
+        if job.error is not None:
+            typer.echo(f"failed to remove {job.name}: {redact(str(job.error))}", err=True)
             continue
-        with store.transaction():
-            store.remove(name)
-        typer.echo(f"{name} removed", err=True)
+        if job.result:
+            typer.echo(job.result, err=True)
+        typer.echo(f"{job.name} removed", err=True)
     if failed:
-        raise DriverError("some builders could not be removed", hint="retry, or pass --force")
+        raise DriverError(
+            f"{len(failed)} of {len(jobs)} builders could not be removed",
+            hint="fix the cause and retry, or pass --force to forget them anyway",
+        )
 
 
-def _format_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.2f}{unit}"
-        value /= 1000
-    return f"{size}B"
-
-
-def _booted(name: str | None) -> ActiveBuilder:
+@builder_app.command("stop")
+def stop(
+    name: Annotated[str | None, typer.Argument(help="Builder (default: the current one).")] = None,
+) -> None:
+    """Stop a builder's daemons, keeping their state; 'inspect --bootstrap' or a build restarts."""
     from pybuildx.builders.active import ActiveBuilder
+    from pybuildx.errors import DriverError
 
     store = _store()
     builder = store.load(_resolve_name(name, store))
-    active = ActiveBuilder(builder, ephemeral=False, store=store)
-    try:
-        active.boot()
-    except BaseException:
-        active.close()
-        raise
-    return active
-
-
-@builder_app.command("du")
-def du(
-    name: Annotated[
-        str | None, typer.Option("--builder", help="Builder (default: current).")
-    ] = None,
-    filter: Annotated[list[str] | None, typer.Option("--filter", help="Filter records.")] = None,
-) -> None:
-    """Show the build cache of every node."""
-    from pybuildx.buildkit.control import ControlClient
-
-    active = _booted(name)
-    try:
-        total = reclaimable = 0
-        typer.echo(f"{'ID':<28}{'RECLAIMABLE':<13}{'SIZE':<12}LAST ACCESSED")
-        for index, node in enumerate(active.spec.nodes):
-            client = ControlClient(active.channel(index), target=node.name)
-            for record in client.disk_usage(filter or []):
-                rid = record.id + ("*" if record.mutable else "")
-                free = not record.in_use
-                last = (
-                    record.last_used_at.isoformat(timespec="seconds") if record.last_used_at else ""
-                )
-                typer.echo(f"{rid:<28}{str(free).lower():<13}{_format_size(record.size):<12}{last}")
-                total += record.size
-                reclaimable += record.size if free else 0
-        typer.echo(f"Reclaimable:\t{_format_size(reclaimable)}")
-        typer.echo(f"Total:\t\t{_format_size(total)}")
-    finally:
-        active.close()
-
-
-@builder_app.command("prune")
-def prune(
-    name: Annotated[
-        str | None, typer.Option("--builder", help="Builder (default: current).")
-    ] = None,
-    all: Annotated[
-        bool, typer.Option("--all", "-a", help="Remove all cache, not only dangling.")
-    ] = False,
-    filter: Annotated[list[str] | None, typer.Option("--filter", help="Filter records.")] = None,
-    reserved_space: Annotated[
-        str | None, typer.Option("--reserved-space", help="Keep at least this much cache.")
-    ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", "-f", help="Accepted for buildx parity.")
-    ] = False,
-) -> None:
-    """Remove build cache on every node."""
-    from pybuildx.buildkit.control import ControlClient
-    from pybuildx.buildspec import parse_size
-
-    del force  # we never prompt: CI has no terminal
-    keep = parse_size(reserved_space, what="--reserved-space") if reserved_space else 0
-    active = _booted(name)
-    try:
-        total = 0
-        for index, node in enumerate(active.spec.nodes):
-            client = ControlClient(active.channel(index), target=node.name)
-            for record in client.prune(filter or [], all=all, reserved_space=keep):
-                total += record.size
-        typer.echo(f"Total:\t{_format_size(total)}")
-    finally:
-        active.close()
-    sys.stdout.flush()
+    report = ActiveBuilder(builder, ephemeral=False, store=store).stop()
+    for note in report.notes:
+        typer.echo(note, err=True)
+    if report.failures:
+        raise DriverError(f"cannot stop {builder.name}: {'; '.join(report.failures)}")
 
 
 def register(app: typer.Typer) -> None:
+    from pybuildx.cli.builder_cache import register_cache_commands
+
+    register_cache_commands(builder_app)
     app.add_typer(builder_app, name="builder")

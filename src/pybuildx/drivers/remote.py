@@ -2,16 +2,15 @@
 
 Endpoints: ``tcp://host:port`` (mutual TLS with driver-opts ``cacert``, ``cert``, ``key``,
 ``servername``), ``unix:///path``, and ``docker-container://NAME`` / ``kube-pod://NAME`` reached
-through ``buildctl dial-stdio`` inside the target, relayed by a ``StreamBridge``.
+through ``buildctl dial-stdio`` inside the target (docker exec through the Engine API, pod exec
+through the Kubernetes API: no docker or kubectl binary), relayed by a ``StreamBridge``.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import shutil
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import grpc
 
@@ -21,14 +20,14 @@ from pybuildx.drivers.options import parse_bool, parse_duration, require_absolut
 from pybuildx.drivers.readiness import wait_until_ready
 from pybuildx.drivers.spec import NodeSpec
 from pybuildx.errors import ConfigError, DriverError, PybuildxError
-from pybuildx.transport.bridge import ByteStream, StreamBridge, SubprocessStream
+from pybuildx.transport.bridge import ByteStream, StreamBridge
 from pybuildx.transport.channel import TLSFiles, open_channel, split_address
+from pybuildx.transport.kube_exec import KubePodExec, parse_kube_pod
 
 __all__ = ["KNOWN_OPTS", "RemoteDriver", "RemoteOpts", "parse_opts", "validate"]
 KNOWN_OPTS = ("cacert", "cert", "key", "servername", "default-load", "timeout")
 SCHEMES = ("tcp", "unix", "docker-container", "kube-pod")
 _TLS_KEYS = ("cacert", "cert", "key", "servername")
-_KUBE_NAME = re.compile(r"^[-a-z0-9.]+$")
 # buildx waits 20 s; CI daemons that were just started (port-forwards, pods) need longer.
 _DEFAULT_TIMEOUT = 30.0
 
@@ -98,35 +97,14 @@ def resolve_endpoint(endpoint: str) -> str:
 
 
 def validate(node: NodeSpec) -> None:
-    parse_opts(node.driver_opts, resolve_endpoint(node.endpoint))
+    endpoint = resolve_endpoint(node.endpoint)
+    parse_opts(node.driver_opts, endpoint)
     if node.buildkitd_flags:
         raise ConfigError("setting buildkitd flags is not supported for the remote driver")
     if node.buildkitd_config:
         raise ConfigError("setting a buildkitd config file is not supported for the remote driver")
-
-
-def kube_pod_argv(endpoint: str) -> list[str]:
-    """``kubectl exec`` argv for ``kube-pod://POD?namespace=&context=&container=``."""
-    parts = urlsplit(endpoint)
-    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    pod = parts.netloc
-    for value in (pod, query.get("namespace", ""), query.get("container", "")):
-        if value and not _KUBE_NAME.match(value):
-            raise ConfigError(f"invalid name {value!r} in endpoint {endpoint!r}")
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        raise DriverError(
-            "kube-pod:// endpoints need kubectl on PATH", hint="install kubectl or use tcp://"
-        )
-    argv = [kubectl]
-    if query.get("context"):
-        argv.append(f"--context={query['context']}")
-    if query.get("namespace"):
-        argv.append(f"--namespace={query['namespace']}")
-    argv += ["exec", "-i"]
-    if query.get("container"):
-        argv.append(f"--container={query['container']}")
-    return [*argv, pod, "--", "buildctl", "dial-stdio"]
+    if urlsplit(endpoint).scheme == "kube-pod":
+        parse_kube_pod(endpoint)
 
 
 class RemoteDriver:
@@ -135,6 +113,9 @@ class RemoteDriver:
         self._endpoint = resolve_endpoint(node.endpoint)
         self._opts = parse_opts(node.driver_opts, self._endpoint)
         self._bridge: StreamBridge | None = None
+        self._kube: KubePodExec | None = None
+        if urlsplit(self._endpoint).scheme == "kube-pod":
+            self._kube = KubePodExec(parse_kube_pod(self._endpoint))
 
     @property
     def features(self) -> Features:
@@ -149,9 +130,8 @@ class RemoteDriver:
         return self._endpoint
 
     def _connect_stream(self) -> ByteStream:
-        scheme = urlsplit(self._endpoint).scheme
-        if scheme == "kube-pod":
-            return SubprocessStream(kube_pod_argv(self._endpoint))
+        if self._kube is not None:
+            return self._kube.connect()
         # docker-container://NAME: docker exec through the Engine API, no docker CLI needed.
         from pybuildx.drivers.docker_container import exec_dial_stdio
 
@@ -178,6 +158,8 @@ class RemoteDriver:
             channel.close()
 
     def _check_bridge(self) -> None:
+        if self._bridge is not None and isinstance(self._bridge.last_exception, PybuildxError):
+            raise self._bridge.last_exception
         if self._bridge is not None and self._bridge.last_error:
             raise DriverError(
                 f"cannot open a stream to {self._endpoint}: {self._bridge.last_error}"
@@ -214,6 +196,8 @@ class RemoteDriver:
         if self._bridge is not None:
             self._bridge.close()
             self._bridge = None
+        if self._kube is not None:
+            self._kube.close()
 
 
 def new(node: NodeSpec, *, builder: str, state_dir: object) -> RemoteDriver:

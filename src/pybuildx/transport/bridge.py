@@ -186,6 +186,7 @@ class StreamBridge:
         self._streams: set[ByteStream] = set()
         self._lock = threading.Lock()
         self.last_error: str = ""
+        self.last_exception: Exception | None = None
         self.last_stream: ByteStream | None = None
 
     @property
@@ -223,6 +224,7 @@ class StreamBridge:
             stream = self._connect()
         except Exception as exc:  # reported through last_error; grpcio sees a closed connection
             self.last_error = str(exc)
+            self.last_exception = exc
             client.close()
             return
         self.last_stream = stream
