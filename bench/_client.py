@@ -52,6 +52,7 @@ def main() -> int:
             request.Session = session.id
             control_stub(channel).Solve(request, timeout=1800)
         sent = sync.bytes_sent
+    channel.close()
     seconds = time.perf_counter() - start
     if ledger is not None:
         ledger.close()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import shlex
 import signal
 import socket
 import subprocess
@@ -13,6 +11,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+# The helpers ci/testbed shares with us live in ci/lib.
+sys.path.append(str(Path(__file__).resolve().parent.parent / "lib"))
+
+from cishared import poll, read_state, run_command, write_state
+from cishared import tcp_open as tcp_open
 
 # A release whose kubelet still runs on cgroup v1 and speaks CRI v1 to Debian's containerd 1.6.
 KUBE_VERSION = "v1.31.14"
@@ -93,27 +98,9 @@ def log(message: str) -> None:
     print(f"[kube {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def run(
-    argv: Sequence[str],
-    *,
-    capture: bool = False,
-    check: bool = True,
-    input_text: str | None = None,
-    env: Mapping[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        list(argv),
-        text=True,
-        input=input_text,
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE if capture else None,
-        stderr=subprocess.PIPE if capture else None,
-        check=False,
-    )
-    if check and proc.returncode != 0:
-        detail = (proc.stderr or "").strip()[-2000:] if capture else ""
-        raise KubeBedError(f"command failed ({proc.returncode}): {shlex.join(argv)}\n{detail}")
-    return proc
+def run(argv: Sequence[str], **options: Any) -> subprocess.CompletedProcess[str]:
+    """``cishared.run_command`` raising KubeBedError; options: env, capture, check, input_text."""
+    return run_command(argv, error=KubeBedError, **options)
 
 
 def in_netns(netns: str, argv: Sequence[str]) -> list[str]:
@@ -181,21 +168,10 @@ def kill_and_wait(pid: int, timeout: float = 15.0) -> None:
 
 
 def wait_for(what: str, probe: Callable[[], bool], timeout: float, log_name: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if probe():
-            return
-        time.sleep(0.5)
+    if poll(probe, timeout, interval=0.5):
+        return
     hint = f"; see {LOGS / (log_name + '.log')}" if log_name else ""
     raise KubeBedError(f"{what} not ready within {timeout:.0f} s{hint}")
-
-
-def tcp_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def port_free(port: int) -> bool:
@@ -208,20 +184,12 @@ def port_free(port: int) -> bool:
     return True
 
 
-def load_state() -> dict[str, object]:
-    try:
-        data = json.loads(STATE_FILE.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+def load_state() -> dict[str, Any]:
+    return read_state(STATE_FILE)
 
 
-def save_state(state: Mapping[str, object]) -> None:
-    RUN.mkdir(parents=True, exist_ok=True)
-    tmp = STATE_FILE.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
-    tmp.chmod(0o644)
-    tmp.replace(STATE_FILE)
+def save_state(state: Mapping[str, Any]) -> None:
+    write_state(STATE_FILE, state)
 
 
 def write_private(path: Path, text: str) -> None:

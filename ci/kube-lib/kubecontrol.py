@@ -121,47 +121,42 @@ def _ready(ctx: ssl.SSLContext) -> bool:
 
 def start_controller_manager() -> None:
     ca, ca_key = ca_paths()
-    cert, key = make_cert(
-        CertSpec("controller-manager", "system:kube-controller-manager", client=True)
+    _start_controller(
+        "kube-controller-manager",
+        cert_name="controller-manager",
+        flags=[
+            "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={PKI / 'sa.key'}",
+            f"--root-ca-file={ca}",
+            f"--cluster-signing-cert-file={ca}",
+            f"--cluster-signing-key-file={ca_key}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+        ],
     )
-    kubeconfig = PKI / "controller-manager.kubeconfig"
-    write_kubeconfig(kubeconfig, user="system:kube-controller-manager", ca=ca, cert=cert, key=key)
-    if not pid_alive(pid_of("kube-controller-manager")):
-        spawn(
-            "kube-controller-manager",
-            [
-                str(KUBE_BIN / "kube-controller-manager"),
-                f"--kubeconfig={kubeconfig}",
-                f"--authentication-kubeconfig={kubeconfig}",
-                f"--authorization-kubeconfig={kubeconfig}",
-                "--bind-address=127.0.0.1",
-                "--secure-port=0",
-                "--leader-elect=false",
-                "--use-service-account-credentials=true",
-                f"--service-account-private-key-file={PKI / 'sa.key'}",
-                f"--root-ca-file={ca}",
-                f"--cluster-signing-cert-file={ca}",
-                f"--cluster-signing-key-file={ca_key}",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
-            ],
-        )
 
 
 def start_scheduler() -> None:
+    _start_controller("kube-scheduler", cert_name="scheduler", flags=[])
+
+
+def _start_controller(binary: str, *, cert_name: str, flags: list[str]) -> None:
+    """Start a control-plane component that reaches the API server as ``system:<binary>``."""
     ca, _ = ca_paths()
-    cert, key = make_cert(CertSpec("scheduler", "system:kube-scheduler", client=True))
-    kubeconfig = PKI / "scheduler.kubeconfig"
-    write_kubeconfig(kubeconfig, user="system:kube-scheduler", ca=ca, cert=cert, key=key)
-    if not pid_alive(pid_of("kube-scheduler")):
+    user = f"system:{binary}"
+    cert, key = make_cert(CertSpec(cert_name, user, client=True))
+    kubeconfig = PKI / f"{cert_name}.kubeconfig"
+    write_kubeconfig(kubeconfig, user=user, ca=ca, cert=cert, key=key)
+    if not pid_alive(pid_of(binary)):
         spawn(
-            "kube-scheduler",
+            binary,
             [
-                str(KUBE_BIN / "kube-scheduler"),
+                str(KUBE_BIN / binary),
                 f"--kubeconfig={kubeconfig}",
                 f"--authentication-kubeconfig={kubeconfig}",
                 f"--authorization-kubeconfig={kubeconfig}",
                 "--bind-address=127.0.0.1",
                 "--secure-port=0",
                 "--leader-elect=false",
+                *flags,
             ],
         )

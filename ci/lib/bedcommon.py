@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import shlex
 import signal
 import socket
 import ssl
@@ -16,6 +14,8 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from cishared import poll, read_state, run_command, write_state
 
 # Pinned versions: bump deliberately, the cache is keyed by them.
 BUILDKIT_OLD = "v0.18.2"
@@ -48,39 +48,10 @@ class BedError(Exception):
     """A step of the bed failed; the message says which and where to look."""
 
 
-def run(
-    argv: Sequence[str],
-    *,
-    env: Mapping[str, str] | None = None,
-    cwd: Path | None = None,
-    capture: bool = False,
-    check: bool = True,
-    input_text: str | None = None,
-    nice: bool = False,
-) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, **(env or {})}
-    cmd = ["nice", "-n", "10", *argv] if nice else list(argv)
-    proc = subprocess.run(
-        cmd,
-        env=full_env,
-        cwd=cwd,
-        text=True,
-        input=input_text,
-        stdout=subprocess.PIPE if capture else None,
-        stderr=subprocess.PIPE if capture else None,
-        check=False,
-    )
-    if check and proc.returncode != 0:
-        detail = (proc.stderr or "").strip()[-2000:] if capture else ""
-        raise BedError(f"command failed ({proc.returncode}): {shlex.join(argv)}\n{detail}")
-    return proc
-
-
-def timed(label: str, timings: dict[str, float], step: Callable[[], object]) -> None:
-    start = time.monotonic()
-    step()
-    timings[label] = round(time.monotonic() - start, 1)
-    log(f"{label}: {timings[label]} s")
+def run(argv: Sequence[str], **options: Any) -> subprocess.CompletedProcess[str]:
+    """``cishared.run_command`` raising BedError; options: env, cwd, capture, check, input_text,
+    nice."""
+    return run_command(argv, error=BedError, **options)
 
 
 def pid_alive(pid: int | None, marker: str) -> bool:
@@ -152,21 +123,10 @@ def stop_pid(pid: int | None, name: str, marker: str, timeout: float = 15.0) -> 
 def wait_for(
     what: str, probe: Callable[[], bool], timeout: float, log_file: Path | None = None
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if probe():
-            return
-        time.sleep(0.3)
+    if poll(probe, timeout, interval=0.3):
+        return
     hint = f"; see {log_file}" if log_file else ""
     raise BedError(f"{what} did not come up within {timeout:.0f} s{hint}")
-
-
-def tcp_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def unix_open(path: Path) -> bool:
@@ -192,16 +152,8 @@ def http_status(url: str, context: ssl.SSLContext | None = None) -> int | None:
 
 
 def load_state() -> dict[str, Any]:
-    try:
-        data = json.loads(STATE_FILE.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return read_state(STATE_FILE)
 
 
 def save_state(state: Mapping[str, Any]) -> None:
-    RUN.mkdir(parents=True, exist_ok=True)
-    tmp = STATE_FILE.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
-    tmp.chmod(0o644)
-    tmp.replace(STATE_FILE)
+    write_state(STATE_FILE, state)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import difflib
-import platform as _host_platform
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -17,7 +16,6 @@ from pybuildx.errors import ConfigError
 __all__ = [
     "Platform",
     "closest",
-    "host_platform",
     "parse_csv_options",
     "parse_key_value",
     "parse_platforms",
@@ -83,10 +81,6 @@ class Platform:
     def dir_name(self) -> str:
         """The directory name BuildKit uses when splitting outputs per platform."""
         return "_".join(p for p in (self.os, self.architecture, self.variant) if p)
-
-
-def host_platform() -> Platform:
-    return Platform.parse(f"linux/{_host_platform.machine()}")
 
 
 def parse_platforms(values: Iterable[str]) -> tuple[Platform, ...]:

@@ -50,11 +50,6 @@ def register_secret(value: str | bytes | None) -> None:
         _secrets.update(p for p in parts if len(p) >= _MIN_SECRET_LENGTH)
 
 
-def registered_secrets() -> frozenset[str]:
-    with _secrets_lock:
-        return frozenset(_secrets)
-
-
 def redact(text: str) -> str:
     """Replace every registered secret in ``text`` (longest first, so substrings cannot leak)."""
     with _secrets_lock:

@@ -125,29 +125,29 @@ class ActiveBuilder:
         return self._each_node("stop", lambda d: d.stop())
 
     def _each_node(self, what: str, action: Callable[[Driver], str | None]) -> TeardownReport:
-        self.close_channels()
-        jobs = [
-            Job(f"{what}-{node.name}", functools.partial(action, self._drivers[i]))
-            for i, node in enumerate(self.spec.nodes)
-        ]
-        failures: list[str] = []
-        try:
-            run_all(jobs, timeout=_TEARDOWN_TIMEOUT)
-        except TimeoutError as exc:
-            failures.append(str(exc))
-        except Exception:  # each job's own error is collected below
-            pass
-        failures += [f"{job.name}: {job.error}" for job in jobs if job.error is not None]
+        jobs, failures = self._on_every_node(what, lambda i: action(self._drivers[i]))
         notes = tuple(str(job.result) for job in jobs if job.done and job.result)
-        return TeardownReport(tuple(failures), notes)
+        return TeardownReport(failures, notes)
 
     def _finish(self, *, teardown: bool, keep_state: bool) -> TeardownReport:
+        _, failures = self._on_every_node(
+            "teardown",
+            functools.partial(self._teardown_one, teardown=teardown, keep_state=keep_state),
+        )
+        for failure in failures:
+            _log.warning("teardown failed: %s", redact(failure))
+        return TeardownReport(failures)
+
+    def _on_every_node(
+        self, what: str, action: Callable[[int], str | None]
+    ) -> tuple[list[Job[str | None]], tuple[str, ...]]:
+        """Run ``action(node index)`` on all nodes in parallel, bounded; never raises.
+
+        Returns the jobs (for their results) and one message per node that failed or hung.
+        """
         self.close_channels()
         jobs = [
-            Job(
-                f"teardown-{node.name}",
-                functools.partial(self._teardown_one, i, teardown, keep_state),
-            )
+            Job(f"{what}-{node.name}", functools.partial(action, i))
             for i, node in enumerate(self.spec.nodes)
         ]
         failures: list[str] = []
@@ -158,9 +158,7 @@ class ActiveBuilder:
         except Exception:  # each job's own error is collected below
             pass
         failures += [f"{job.name}: {job.error}" for job in jobs if job.error is not None]
-        for failure in failures:
-            _log.warning("teardown failed: %s", redact(failure))
-        return TeardownReport(tuple(failures))
+        return jobs, tuple(failures)
 
     def _teardown_one(self, index: int, teardown: bool, keep_state: bool) -> None:
         driver = self._drivers[index]

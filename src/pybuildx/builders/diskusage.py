@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from pybuildx.builders.sizes import human_size
 from pybuildx.buildkit.control import UsageRecord
 from pybuildx.drivers.options import parse_duration
 from pybuildx.errors import ConfigError
@@ -34,7 +35,6 @@ MIN_SPACE_FILTER_VERSION = (0, 17)
 _DURATION_KEYS = ("until", "unused-for")
 _OPERATOR = re.compile(r"^([\w.-]+)(==|!=|~=)(.*)$")
 _VERSION = re.compile(r"^v?(\d+)\.(\d+)")
-_DECIMAL_UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
 
 
 @dataclass(frozen=True)
@@ -80,16 +80,6 @@ def supports_space_limits(version: str) -> bool:
     if match is None:
         return True
     return (int(match.group(1)), int(match.group(2))) >= MIN_SPACE_FILTER_VERSION
-
-
-def human_size(size: int) -> str:
-    """Decimal units, 4 significant digits, as ``docker system df`` and buildx du: ``12.29kB``."""
-    value = float(size)
-    for unit in _DECIMAL_UNITS:
-        if value < 1000 or unit == _DECIMAL_UNITS[-1]:
-            return f"{value:.4g}{unit}"
-        value /= 1000
-    raise AssertionError("unreachable")
 
 
 def _ago(when: datetime | None, now: datetime) -> str:

@@ -11,6 +11,7 @@ import shlex
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from pybuildx.builders.sizes import human_bytes
 from pybuildx.builders.status import BuilderStatus, NodeStatus
 from pybuildx.buildkit.control import GCPolicy
 
@@ -38,7 +39,6 @@ _POPULAR = (
     "linux/386",
     "linux/mips64",
 )
-_BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 
 
 def _group_key(platform: str) -> str:
@@ -190,16 +190,6 @@ def ls_json(builder: BuilderStatus) -> dict[str, Any]:
 
 
 # -- inspect -------------------------------------------------------------------------------
-
-
-def human_bytes(size: int) -> str:
-    """Binary units with 4 significant digits, as buildx prints GC policy sizes (``1.863GiB``)."""
-    value = float(size)
-    for unit in _BINARY_UNITS:
-        if value < 1024 or unit == _BINARY_UNITS[-1]:
-            return f"{value:.4g}{unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def format_duration(seconds: float) -> str:

@@ -49,7 +49,6 @@ _STATUS_DRAIN_S = 5.0
 
 _DIRECT_LOCALS = (CONTEXT_LOCAL, DOCKERFILE_LOCAL)
 KEY_DIGEST = "containerimage.digest"
-KEY_CONFIG_DIGEST = "containerimage.config.digest"
 KEY_DESCRIPTOR = "containerimage.descriptor"
 KEY_IMAGE_NAME = "image.name"
 
@@ -70,10 +69,6 @@ class BuildResult:
     def digest(self) -> str | None:
         """Digest of the image manifest or index (image, oci, docker exporters)."""
         return self.exporter_response.get(KEY_DIGEST) or None
-
-    @property
-    def config_digest(self) -> str | None:
-        return self.exporter_response.get(KEY_CONFIG_DIGEST) or None
 
     @property
     def image_names(self) -> tuple[str, ...]:

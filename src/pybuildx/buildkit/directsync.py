@@ -56,6 +56,7 @@ _FLUSH_AT = 256 << 10
 _REPLENISH_AT = 4 << 20
 _SERVING = b"\x08\x01"  # HealthCheckResponse{status: SERVING}
 _DRAIN_TIMEOUT_S = 10.0
+_GRACE_S = 5.0
 
 
 def _frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
@@ -169,10 +170,19 @@ class DirectSyncSession:
             self._lock.notify_all()
         for worker in self._workers:
             worker.join(_DRAIN_TIMEOUT_S)
+        # Our half-close ends the daemon's side of the stream; if it does not, cancel. Either
+        # way the reader must be gone before we return: a daemon thread frozen at interpreter
+        # exit inside the call would deadlock grpc's finalizer (seen as a hang after Solve).
         if self._reader is not None:
-            self._reader.join(_DRAIN_TIMEOUT_S)
+            self._reader.join(_GRACE_S)
         if self._call is not None:
             self._call.cancel()
+        if self._reader is not None:
+            self._reader.join(_DRAIN_TIMEOUT_S)
+        # The call and our request generator refer to each other: left to the cycle collector,
+        # the call may be finalized at interpreter exit, when grpc's threads are frozen holding
+        # its lock, and the process hangs. Drop it now, while those threads still run.
+        self._call = None
 
     def __enter__(self) -> DirectSyncSession:
         return self.start()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -326,9 +326,3 @@ class PatternMatcher:
             p.exclusion == exclusions and (p.without_trailing_glob() + "/").startswith(prefix)
             for p in self.patterns
         )
-
-
-def patterns_from(values: Sequence[str]) -> PatternMatcher | None:
-    """A matcher for non-empty pattern lists, else None (no filtering at all)."""
-    matcher = PatternMatcher(values)
-    return matcher if matcher.patterns else None

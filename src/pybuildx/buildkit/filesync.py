@@ -17,7 +17,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
@@ -62,13 +62,6 @@ class LocalSource:
 
     path: Path
     ignore_patterns: tuple[str, ...] = ()
-
-
-@dataclass
-class _Request:
-    dir_name: str
-    filters: WalkFilter
-    extra_excludes: tuple[str, ...] = field(default_factory=tuple)
 
 
 def _metadata_values(metadata: Sequence[tuple[str, Any]], key: str) -> list[str]:

@@ -222,11 +222,10 @@ def resolve_follow_paths(root: bytes, paths: Sequence[str]) -> list[str] | None:
 
 
 class _Dir:
-    __slots__ = ("emitted", "entry", "exclude_info", "include_info", "prefix")
+    __slots__ = ("emitted", "entry", "exclude_info", "include_info")
 
-    def __init__(self, entry: Entry, prefix: bytes) -> None:
+    def __init__(self, entry: Entry) -> None:
         self.entry = entry
-        self.prefix = prefix
         self.emitted = False
         self.include_info = MatchInfo()
         self.exclude_info = MatchInfo()
@@ -385,7 +384,7 @@ class _Walker:
                 entry = self._entry(rel, child.path, st)
                 yield entry
             if is_dir:
-                node = _Dir(_make_entry(rel, child.path, st), rel + b"/")
+                node = _Dir(_make_entry(rel, child.path, st))
                 node.emitted = not skip
                 node.include_info = include_info
                 node.exclude_info = exclude_info

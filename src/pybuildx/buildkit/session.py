@@ -269,6 +269,9 @@ class Session:
         self._outbound.abandon()
         if self._call is not None:
             self._call.cancel()
+        # Break the call <-> request-generator cycle now: finalized at interpreter exit, the
+        # call can deadlock on a lock held by a frozen grpc thread (hang after the build).
+        self._call = None
         if self._sock is not None:
             self._sock.close()
         if self._server is not None:

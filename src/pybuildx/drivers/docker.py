@@ -11,11 +11,11 @@ import functools
 import grpc
 
 from pybuildx.config import reject_unknown
-from pybuildx.drivers.base import DriverInfo, Features, Status
-from pybuildx.drivers.options import parse_duration
-from pybuildx.drivers.readiness import wait_until_ready
+from pybuildx.drivers.base import DriverInfo, Features
+from pybuildx.drivers.options import duration_opt, parse_duration
+from pybuildx.drivers.readiness import probe_status, wait_until_ready
 from pybuildx.drivers.spec import NodeSpec
-from pybuildx.errors import ConfigError, PybuildxError
+from pybuildx.errors import ConfigError
 from pybuildx.transport.bridge import StreamBridge
 from pybuildx.transport.channel import open_channel
 from pybuildx.transport.docker_engine import engine_address, grpc_stream
@@ -44,8 +44,7 @@ class DockerDriver:
         validate(node)
         self._node = node
         self._host = engine_address(node.endpoint or None)
-        timeout = node.driver_opts.get("timeout")
-        self._timeout = parse_duration("timeout", timeout) if timeout else _DEFAULT_TIMEOUT
+        self._timeout = duration_opt(node.driver_opts, "timeout", _DEFAULT_TIMEOUT)
         self._bridge: StreamBridge | None = None
 
     @property
@@ -78,14 +77,7 @@ class DockerDriver:
             raise ConnectError(self._bridge.last_error)
 
     def info(self) -> DriverInfo:
-        channel = self.dial()
-        try:
-            wait_until_ready(channel, address=self._host, timeout=3.0)
-        except PybuildxError as exc:
-            return DriverInfo(Status.INACTIVE, str(exc))
-        finally:
-            channel.close()
-        return DriverInfo(Status.RUNNING)
+        return probe_status(self.dial(), address=self._host)
 
     def stop(self) -> str:
         self.release()

@@ -19,7 +19,7 @@ import grpc
 
 from pybuildx.config import reject_unknown
 from pybuildx.drivers.base import DEFAULT_BOOT_TIMEOUT, DriverInfo, Features, Status
-from pybuildx.drivers.options import parse_bool, parse_duration
+from pybuildx.drivers.options import bool_opt, duration_opt
 from pybuildx.drivers.readiness import wait_until_ready
 from pybuildx.drivers.spec import NodeSpec
 from pybuildx.errors import ConfigError, DriverError
@@ -77,12 +77,8 @@ def parse_opts(opts: dict[str, str]) -> DockerContainerOpts:
     return DockerContainerOpts(
         image=opts.get("image") or DEFAULT_IMAGE,
         network=opts.get("network") or None,
-        default_load=parse_bool("default-load", opts["default-load"])
-        if "default-load" in opts
-        else False,
-        timeout=parse_duration("timeout", opts["timeout"])
-        if "timeout" in opts
-        else DEFAULT_BOOT_TIMEOUT,
+        default_load=bool_opt(opts, "default-load"),
+        timeout=duration_opt(opts, "timeout", DEFAULT_BOOT_TIMEOUT),
         env=env,
     )
 

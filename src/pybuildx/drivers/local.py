@@ -25,7 +25,7 @@ import grpc
 
 from pybuildx.config import reject_unknown
 from pybuildx.drivers.base import DEFAULT_BOOT_TIMEOUT, DriverInfo, Features, Status
-from pybuildx.drivers.options import parse_duration, require_absolute_path
+from pybuildx.drivers.options import duration_opt, require_absolute_path
 from pybuildx.drivers.readiness import wait_until_ready
 from pybuildx.drivers.spec import NodeSpec
 from pybuildx.errors import ConfigError, DriverError
@@ -50,11 +50,10 @@ class LocalOpts:
 def parse_opts(opts: dict[str, str]) -> LocalOpts:
     reject_unknown(opts, KNOWN_OPTS, what="driver-opt for the local driver")
     root = require_absolute_path("root", opts["root"]) if "root" in opts else None
-    timeout = parse_duration("timeout", opts["timeout"]) if "timeout" in opts else None
     return LocalOpts(
         binary=opts.get("binary") or "buildkitd",
         root=root,
-        timeout=timeout or DEFAULT_BOOT_TIMEOUT,
+        timeout=duration_opt(opts, "timeout", DEFAULT_BOOT_TIMEOUT),
     )
 
 
@@ -286,7 +285,7 @@ class LocalDriver:
             pid = self.pid
             if self._dir is None or pid is None or not _pid_alive(pid, self._process):
                 return f"{self._node.name}: buildkitd is not running"
-            _stop(pid, self._process, self._socket_path())
+            _stop(pid, self._process)
             self._process = None
             runtime = self._runtime_dir()
             self._socket_path().unlink(missing_ok=True)
@@ -315,7 +314,7 @@ class LocalDriver:
         pid = self.pid
         runtime = self._runtime_dir()
         if pid is not None:
-            _stop(pid, self._process, self._socket_path())
+            _stop(pid, self._process)
         self._process = None
         root = self._root()
         _unmount_below(root)
@@ -351,7 +350,7 @@ def _pid_alive(pid: int, process: subprocess.Popen[bytes] | None) -> bool:
     return b"buildkitd" in cmdline
 
 
-def _stop(pid: int, process: subprocess.Popen[bytes] | None, socket: Path) -> None:
+def _stop(pid: int, process: subprocess.Popen[bytes] | None) -> None:
     if not _pid_alive(pid, process):
         return
     for sig, grace in ((signal.SIGTERM, _STOP_GRACE), (signal.SIGKILL, _STOP_GRACE)):

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from pybuildx.errors import ConfigError
 
-__all__ = ["parse_bool", "parse_duration", "require_absolute_path"]
+__all__ = [
+    "bool_opt",
+    "duration_opt",
+    "parse_bool",
+    "parse_duration",
+    "require_absolute_path",
+]
 
 _TRUE = {"1", "t", "true", "yes", "on", ""}
 _FALSE = {"0", "f", "false", "no", "off"}
@@ -39,6 +46,16 @@ def parse_duration(key: str, value: str) -> float:
     if seconds <= 0:
         raise ConfigError(f"driver-opt {key} must be positive, got {value!r}")
     return seconds
+
+
+def bool_opt(opts: Mapping[str, str], key: str, default: bool = False) -> bool:
+    """``opts[key]`` parsed as a boolean, ``default`` when the opt is not given."""
+    return parse_bool(key, opts[key]) if key in opts else default
+
+
+def duration_opt(opts: Mapping[str, str], key: str, default: float) -> float:
+    """``opts[key]`` parsed as a duration in seconds, ``default`` when the opt is not given."""
+    return parse_duration(key, opts[key]) if key in opts else default
 
 
 def require_absolute_path(key: str, value: str) -> Path:

@@ -13,11 +13,13 @@ import grpc
 
 from pybuildx.buildkit._pb import control_pb2
 from pybuildx.buildkit.control import control_stub
-from pybuildx.errors import ConnectError, DriverError
+from pybuildx.drivers.base import DriverInfo, Status
+from pybuildx.errors import ConnectError, DriverError, PybuildxError
 
-__all__ = ["explain_unavailable", "wait_until_ready"]
+__all__ = ["explain_unavailable", "probe_status", "wait_until_ready"]
 
 _PROBE_TIMEOUT = 3.0
+_STATUS_TIMEOUT = 3.0
 _POLL_INTERVAL = 0.2
 # Certificate problems do not heal by waiting: give up after a few identical answers.
 _PERMANENT_TLS_ATTEMPTS = 3
@@ -140,3 +142,17 @@ def wait_until_ready(
     error = explain_unavailable(last_detail, address=address, client_cert=client_cert)
     error.message = f"{error.message} (no answer within {timeout:g}s)"
     raise error
+
+
+def probe_status(
+    channel: grpc.Channel, *, address: str, client_cert: bool | None = None
+) -> DriverInfo:
+    """The state of a daemon someone else runs: RUNNING when it answers soon, else INACTIVE
+    with the reason. Closes ``channel``."""
+    try:
+        wait_until_ready(channel, address=address, timeout=_STATUS_TIMEOUT, client_cert=client_cert)
+    except PybuildxError as exc:
+        return DriverInfo(Status.INACTIVE, str(exc))
+    finally:
+        channel.close()
+    return DriverInfo(Status.RUNNING)

@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 import grpc
 
 from pybuildx.config import reject_unknown
-from pybuildx.drivers.base import DriverInfo, Features, Status
-from pybuildx.drivers.options import parse_bool, parse_duration, require_absolute_path
-from pybuildx.drivers.readiness import wait_until_ready
+from pybuildx.drivers.base import DriverInfo, Features
+from pybuildx.drivers.options import bool_opt, duration_opt, require_absolute_path
+from pybuildx.drivers.readiness import probe_status, wait_until_ready
 from pybuildx.drivers.spec import NodeSpec
 from pybuildx.errors import ConfigError, DriverError, PybuildxError
 from pybuildx.transport.bridge import ByteStream, StreamBridge
@@ -65,12 +65,8 @@ def parse_opts(opts: dict[str, str], endpoint: str) -> RemoteOpts:
     return RemoteOpts(
         tls=tls,
         servername=opts.get("servername") or None,
-        default_load=parse_bool("default-load", opts["default-load"])
-        if "default-load" in opts
-        else False,
-        timeout=parse_duration("timeout", opts["timeout"])
-        if "timeout" in opts
-        else _DEFAULT_TIMEOUT,
+        default_load=bool_opt(opts, "default-load"),
+        timeout=duration_opt(opts, "timeout", _DEFAULT_TIMEOUT),
     )
 
 
@@ -169,16 +165,7 @@ class RemoteDriver:
         return open_channel(self._address(), self._opts.tls, self._opts.servername)
 
     def info(self) -> DriverInfo:
-        channel = self.dial()
-        try:
-            wait_until_ready(
-                channel, address=self._endpoint, timeout=3.0, client_cert=self._client_cert
-            )
-        except PybuildxError as exc:
-            return DriverInfo(Status.INACTIVE, str(exc))
-        finally:
-            channel.close()
-        return DriverInfo(Status.RUNNING)
+        return probe_status(self.dial(), address=self._endpoint, client_cert=self._client_cert)
 
     def teardown(self, keep_state: bool = False) -> None:
         # Someone else runs the daemon: only our relay goes away.

@@ -68,9 +68,6 @@ class ImageRef:
     def name(self) -> str:
         return f"{self.registry}/{self.repository}"
 
-    def with_tag(self, tag: str) -> ImageRef:
-        return ImageRef(self.registry, self.repository, tag, "")
-
     def with_digest(self, digest: str) -> ImageRef:
         return ImageRef(self.registry, self.repository, "", digest)
 

@@ -25,12 +25,28 @@ __all__ = [
     "ByteStream",
     "DockerMultiplexedStream",
     "SocketStream",
+    "StderrTail",
     "StreamBridge",
     "SubprocessStream",
 ]
 
 _CHUNK = 64 * 1024
 _STDERR_KEEP = 4096
+_STDERR_CHUNKS = 64
+
+
+class StderrTail:
+    """The last few KiB a stream wrote to stderr, kept to explain why it failed."""
+
+    def __init__(self) -> None:
+        self._chunks: collections.deque[bytes] = collections.deque(maxlen=_STDERR_CHUNKS)
+
+    def append(self, data: bytes) -> None:
+        self._chunks.append(data)
+
+    @property
+    def text(self) -> str:
+        return b"".join(self._chunks).decode("utf-8", "replace")[-_STDERR_KEEP:]
 
 
 class ByteStream(Protocol):
@@ -57,7 +73,7 @@ class SubprocessStream:
             env=env,
             start_new_session=True,
         )
-        self._stderr: collections.deque[bytes] = collections.deque(maxlen=64)
+        self._stderr = StderrTail()
         threading.Thread(target=self._drain_stderr, daemon=True).start()
 
     def _drain_stderr(self) -> None:
@@ -67,7 +83,7 @@ class SubprocessStream:
 
     @property
     def stderr(self) -> str:
-        return b"".join(self._stderr).decode("utf-8", "replace")[-_STDERR_KEEP:]
+        return self._stderr.text
 
     def recv(self, size: int) -> bytes:
         assert self._process.stdout is not None
@@ -132,12 +148,12 @@ class DockerMultiplexedStream:
         self._inner = inner
         self._buffer = b""
         self._stdout = b""
-        self._stderr: collections.deque[bytes] = collections.deque(maxlen=64)
+        self._stderr = StderrTail()
         self._eof = False
 
     @property
     def stderr(self) -> str:
-        return b"".join(self._stderr).decode("utf-8", "replace")[-_STDERR_KEEP:]
+        return self._stderr.text
 
     def _fill(self, count: int) -> bool:
         while len(self._buffer) < count:
@@ -233,13 +249,7 @@ class StreamBridge:
         upstream = threading.Thread(target=self._pump_to_stream, args=(client, stream), daemon=True)
         upstream.start()
         try:
-            while True:
-                data = stream.recv(_CHUNK)
-                if not data:
-                    break
-                client.sendall(data)
-        except OSError:
-            pass
+            _copy(stream.recv, client.sendall)
         finally:
             with contextlib.suppress(OSError):
                 client.shutdown(socket.SHUT_WR)
@@ -252,13 +262,7 @@ class StreamBridge:
     @staticmethod
     def _pump_to_stream(client: socket.socket, stream: ByteStream) -> None:
         try:
-            while True:
-                data = client.recv(_CHUNK)
-                if not data:
-                    break
-                stream.sendall(data)
-        except OSError:
-            pass
+            _copy(client.recv, stream.sendall)
         finally:
             stream.close_write()
 
@@ -277,3 +281,15 @@ class StreamBridge:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
+
+
+def _copy(read: Callable[[int], bytes], write: Callable[[bytes], None]) -> None:
+    """Copy until ``read`` reaches the end; a broken connection on either side ends it too."""
+    try:
+        while True:
+            data = read(_CHUNK)
+            if not data:
+                return
+            write(data)
+    except OSError:
+        pass

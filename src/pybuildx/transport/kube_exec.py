@@ -9,7 +9,6 @@ keep a copy of everything ever received. One exec per gRPC connection, as buildx
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import json
 import os
@@ -20,12 +19,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from pybuildx.errors import ConfigError, DriverError
+from pybuildx.transport.bridge import StderrTail
 
 __all__ = ["KubeExecStream", "KubePodExec", "KubePodTarget", "handshake_reason", "parse_kube_pod"]
 
 _DIAL_STDIO = ("buildctl", "dial-stdio")
 _STDOUT, _STDERR, _STATUS, _CLOSE = 1, 2, 3, 255
-_STDERR_KEEP = 4096
 _SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-.")
 # The client swaps ``api_client.call_api`` while it opens a stream: one opening at a time.
@@ -68,12 +67,12 @@ class KubeExecStream:
     def __init__(self, client: Any) -> None:
         self._client = client  # kubernetes.stream.ws_client.WSClient
         self._stdout = b""
-        self._stderr: collections.deque[bytes] = collections.deque(maxlen=64)
+        self._stderr = StderrTail()
         self._eof = False
 
     @property
     def stderr(self) -> str:
-        return b"".join(self._stderr).decode("utf-8", "replace")[-_STDERR_KEEP:]
+        return self._stderr.text
 
     def _next_frame(self) -> None:
         from websocket import ABNF
