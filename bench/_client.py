@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,14 +29,15 @@ def main() -> int:
     parser.add_argument("--context", required=True, type=Path)
     parser.add_argument("--ledger-dir", type=Path, help="reuse the shared key across runs")
     parser.add_argument("--path", choices=("direct", "grpc"), default="direct")
+    parser.add_argument("--name", default="context", help="local name (a cache key part)")
     args = parser.parse_args()
 
     start = time.perf_counter()
     ledger = UploadLedger.open(args.ledger_dir, "bench") if args.ledger_dir else None
     key = ledger.shared_key if ledger is not None else new_id()
-    dirs = {"context": LocalSource(path=args.context)}
+    dirs = {args.name: LocalSource(path=args.context)}
     channel = open_channel(args.addr)
-    request = control_pb2.SolveRequest(Ref=new_id(), Definition=local_only_definition("context"))
+    request = control_pb2.SolveRequest(Ref=new_id(), Definition=local_only_definition(args.name))
     request.Cache.SetInParent()
     if args.path == "direct":
         files = DirectSyncSession(channel, dirs, ledger=ledger, shared_key=key)
@@ -43,7 +45,7 @@ def main() -> int:
             request.Session = session.id
             request.FrontendAttrs.update(files.frontend_attrs())
             # Raw LLB has no frontend to read local-sessionid: name the session in the source.
-            request.Definition.CopyFrom(local_only_definition("context", session=files.id))
+            request.Definition.CopyFrom(local_only_definition(args.name, session=files.id))
             control_stub(channel).Solve(request, timeout=1800)
         sent = files.files.bytes_sent
     else:
@@ -56,9 +58,13 @@ def main() -> int:
     seconds = time.perf_counter() - start
     if ledger is not None:
         ledger.close()
-    print(json.dumps({"seconds": seconds, "bytes_sent": sent.get("context", 0)}))
+    print(json.dumps({"seconds": seconds, "bytes_sent": sent.get(args.name, 0)}))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    # Skip interpreter finalization: a grpc stream call finalized at exit can deadlock on a
+    # lock held by one of grpc's frozen daemon threads (observed after large uploads).
+    os._exit(code)
