@@ -35,7 +35,7 @@ from grpc_health.v1 import health, health_pb2_grpc
 
 from pybuildx.buildkit._pb import control_pb2
 from pybuildx.buildkit.control import control_stub
-from pybuildx.transport.channel import MESSAGE_LIMIT
+from pybuildx.buildkit.limits import MESSAGE_LIMIT
 
 __all__ = ["HEALTH_METHODS", "Attachable", "Session", "new_id"]
 

@@ -25,7 +25,6 @@ from pybuildx.errors import UsageError
 __all__ = [
     "decode_exporter_response",
     "image_id",
-    "remove_stale",
     "write_build_outputs",
     "write_iidfile",
     "write_metadata_file",
@@ -79,13 +78,6 @@ def _write_atomically(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             Path(tmp).unlink()
         raise UsageError(f"cannot write {path}: {exc.strerror}") from None
-
-
-def remove_stale(path: Path | None) -> None:
-    """Remove an iidfile/metadata file left by an earlier run before building."""
-    if path is not None:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
 
 
 def write_metadata_file(

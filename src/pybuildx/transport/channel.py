@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import grpc
 
+from pybuildx.buildkit.limits import MESSAGE_LIMIT
 from pybuildx.errors import ConfigError, UsageError, register_secret
 
 __all__ = [
@@ -19,8 +20,7 @@ __all__ = [
     "split_address",
 ]
 
-# BuildKit's daemon and Go client use 16 MiB in both directions.
-MESSAGE_LIMIT = 16 << 20
+# BuildKit's error details (grpc-status-details-bin) outgrow grpcio's 8 KiB metadata default.
 _METADATA_LIMIT = 1 << 20
 # buildkitd enforces grpc-go's default keepalive policy (pings at most every 5 min, else GOAWAY
 # "too_many_pings"); 6 min keeps idle long builds alive behind NATs without tripping it.
