@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,10 +59,33 @@ def test_missing_dockerfile_is_a_usage_error(tmp_path: Path) -> None:
 def test_unreadable_dockerfile_is_a_usage_error(context: Path) -> None:
     (context / "Dockerfile").chmod(0)
     try:
-        if os.geteuid() == 0:
-            pytest.skip("root reads files whatever their mode")
-        with pytest.raises(UsageError, match="cannot read"):
-            parse_build_flags(context=str(context))
+        if os.geteuid() != 0:
+            with pytest.raises(UsageError, match="cannot read"):
+                parse_build_flags(context=str(context))
+            return
+        # Root reads any file: check in a child without the capabilities that let it.
+        child = subprocess.run(
+            [
+                "setpriv",
+                "--bounding-set",
+                "-dac_override,-dac_read_search",
+                "--",
+                sys.executable,
+                "-c",
+                "import sys\n"
+                "from pybuildx.buildspec import parse_build_flags\n"
+                "from pybuildx.errors import UsageError\n"
+                "try:\n"
+                f"    parse_build_flags(context={str(context)!r})\n"
+                "except UsageError as exc:\n"
+                "    print(exc.render()); sys.exit(exc.exit_code)\n",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert child.returncode == 2, child.stderr
+        assert child.stdout.startswith("error: cannot read the Dockerfile")
     finally:
         (context / "Dockerfile").chmod(0o644)
 
