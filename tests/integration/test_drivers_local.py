@@ -40,14 +40,21 @@ def test_readme_main_job_pushes_a_multi_platform_index(
     require_buildkitd()
     ref = unique_ref(registry)
     env = cli_env(tmp_path)
+    metadata = tmp_path / "metadata.json"
     result = ci_build(
-        "build", "--platform", "linux/amd64,linux/arm64", "--push", "-t", ref, EXAMPLE, env=env
-    )
+        "build", "--platform", "linux/amd64,linux/arm64", "--push", "-t", ref,
+        "--metadata-file", metadata, EXAMPLE, env=env,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     manifest, digest = fetch_manifest(ref)
     assert manifest["mediaType"] in INDEX_TYPES
     assert index_platforms(manifest) == {"linux/amd64", "linux/arm64"}
     assert digest in result.stdout + result.stderr
+    # What build-push-action reads back: the digest, and the build record as builder/node/ref.
+    written = json.loads(metadata.read_text())
+    assert written["containerimage.digest"] == digest
+    builder, node, solve_ref = written["buildx.build.ref"].split("/")
+    assert (builder, node) == ("default", "default0") and solve_ref
     assert leftovers(tmp_path) == []
 
 

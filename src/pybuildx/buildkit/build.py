@@ -64,6 +64,8 @@ class BuildResult:
     """What the daemon answered: its exporter response and the image it describes, if any."""
 
     exporter_response: Mapping[str, str] = field(default_factory=dict)
+    ref: str = ""
+    """The Solve's job id (also the daemon's build history key)."""
 
     @property
     def digest(self) -> str | None:
@@ -302,4 +304,4 @@ def build(
         extras.finish(response.ExporterResponse)
     if status.error is not None and not isinstance(status.error, grpc.RpcError):
         raise DaemonError(f"showing build progress failed: {status.error}")
-    return BuildResult(exporter_response=dict(response.ExporterResponse))
+    return BuildResult(exporter_response=dict(response.ExporterResponse), ref=ref)

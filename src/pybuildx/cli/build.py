@@ -94,11 +94,16 @@ def _tls_files(cacert: Path | None, cert: Path | None, key: Path | None) -> Any:
     return TLSFiles(ca=cacert, cert=cert, key=key)
 
 
-def _write_outputs(spec: BuildSpec, response: Any) -> None:
-    """--metadata-file and --iidfile, written only after a successful build."""
+def _write_outputs(spec: BuildSpec, response: Any, build_ref: str) -> None:
+    """--metadata-file and --iidfile, written only after a successful build.
+
+    ``build_ref`` is ``<builder>/<node>/<solve ref>``, the metadata key buildx writes as
+    ``buildx.build.ref`` (CI actions link build records with it); empty for --builder-addr.
+    """
     from pybuildx.images.metadata import write_build_outputs
 
-    write_build_outputs(spec.metadata_file, spec.iidfile, response)
+    extra = {"buildx.build.ref": build_ref} if build_ref else None
+    write_build_outputs(spec.metadata_file, spec.iidfile, response, extra)
 
 
 def _direct(spec: BuildSpec, address: str, tls: Any, servername: str | None) -> str | None:
@@ -118,7 +123,7 @@ def _direct(spec: BuildSpec, address: str, tls: Any, servername: str | None) -> 
             progress.close()
     finally:
         channel.close()
-    _write_outputs(spec, result.exporter_response)
+    _write_outputs(spec, result.exporter_response, build_ref="")  # no builder: no builder ref
     return result.digest
 
 
@@ -130,7 +135,9 @@ def _via_pipeline(spec: BuildSpec, builder: str | None) -> str | None:
         result = pipeline.run(spec, builder=builder, progress=progress)
     finally:
         progress.close()
-    _write_outputs(spec, result.exporter_response)
+    first = result.builds[0] if result.builds else None
+    build_ref = f"{result.builder}/{first.node}/{first.result.ref}" if first else ""
+    _write_outputs(spec, result.exporter_response, build_ref)
     return result.digest
 
 
