@@ -153,6 +153,7 @@ def _ensure_packages() -> None:
     if missing:
         log(f"installing {' '.join(missing)} (apt)")
         env = {"DEBIAN_FRONTEND": "noninteractive"}
+        run(["apt-get", "update", "-q"], env=env)  # a fresh machine has no package lists
         run(["apt-get", "install", "-y", "--no-install-recommends", *missing], env=env)
     if not shutil.which("kubectl"):
         # Debian's kubernetes-client is 1.20: too old for `kubectl create token` (1.24+).

@@ -29,6 +29,7 @@ APT_PACKAGES = [
     "containerd",
     "iproute2",
     "openssl",
+    "openssh-client",  # ssh-agent/ssh-add for the --ssh forwarding tests
 ]
 BUILDKIT_MODULE = "github.com/moby/buildkit"
 BUILD_TIMES = CACHE / "build-times.json"
