@@ -82,3 +82,64 @@ def test_ledger_files_are_private(tmp_path: Path) -> None:
     for path in (tmp_path / "ledger").rglob("*"):
         mode = path.stat().st_mode & 0o777
         assert mode & 0o077 == 0, (path, oct(mode))
+
+
+def test_a_filtered_transfer_keeps_the_records_of_files_it_did_not_walk(tmp_path: Path) -> None:
+    """Otherwise a later same-size, same-mtime rewrite of such a file would be sent stale."""
+    root = tmp_path / "ctx"
+    (root / "sub").mkdir(parents=True)
+    kept = root / "sub" / "kept"
+    kept.write_text("AAAA")
+    (root / "walked").write_text("x")
+    real = kept.stat().st_mtime_ns
+    ledger = UploadLedger.open(tmp_path / "ledger", "scope")
+    assert ledger is not None
+    sent_mtimes(ledger, root)
+
+    only = ledger.begin("context")  # e.g. the frontend reading one file of the context
+    only.mtime_to_send(entry(root, "walked"))
+    only.commit()
+
+    kept.write_text("BBBB")
+    os.utime(kept, ns=(real, real))
+    assert sent_mtimes(ledger, root)[b"sub/kept"] != real
+    ledger.close()
+
+
+def test_overlapping_transfers_of_one_name_both_count(tmp_path: Path) -> None:
+    root = tmp_path / "ctx"
+    root.mkdir()
+    for name in ("a", "b"):
+        (root / name).write_text("1234")
+    stamps = {name: (root / name).stat().st_mtime_ns for name in ("a", "b")}
+    ledger = UploadLedger.open(tmp_path / "ledger", "scope")
+    assert ledger is not None
+    first, second = ledger.begin("context"), ledger.begin("context")
+    first.mtime_to_send(entry(root, "a"))
+    second.mtime_to_send(entry(root, "b"))
+    first.commit()
+    second.commit()  # began before the first committed: merged, not replaced
+
+    for name in ("a", "b"):
+        (root / name).write_text("5678")
+        os.utime(root / name, ns=(stamps[name], stamps[name]))
+    sent = sent_mtimes(ledger, root)
+    assert sent[b"a"] != stamps["a"] and sent[b"b"] != stamps["b"]
+    ledger.close()
+
+
+def test_a_damaged_record_file_starts_a_new_generation(tmp_path: Path) -> None:
+    root = tmp_path / "ctx"
+    root.mkdir()
+    (root / "f").write_text("x")
+    ledger = UploadLedger.open(tmp_path / "ledger", "scope")
+    assert ledger is not None
+    key = ledger.shared_key
+    sent_mtimes(ledger, root)
+    ledger.close()
+    (state,) = (tmp_path / "ledger").rglob("*.state")
+    state.write_bytes(state.read_bytes()[:-3])  # e.g. a crash before the data reached the disk
+
+    again = UploadLedger.open(tmp_path / "ledger", "scope")
+    assert again is not None and again.shared_key != key  # a full upload, never a stale one
+    again.close()

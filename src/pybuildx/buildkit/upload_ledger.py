@@ -18,6 +18,10 @@ The shared key names this ledger (a random node id, like buildx's) and a generat
 that did not finish leaves the daemon's copy unknown: the ledger then moves to a new generation
 (a new shared key, hence a full upload) the next time it is opened, also after a crash. Two
 processes never share a ledger: the second one gets a throwaway key (``None`` ledger).
+
+Records live on disk in the walk's order (:mod:`pybuildx.buildkit.ledger_records`): a transfer
+reads the previous records alongside its walk and writes the new ones as it goes, so memory does
+not grow with the number of files.
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import marshal
 import os
 import secrets
 import threading
@@ -35,7 +38,14 @@ from pathlib import Path
 import grpc
 
 from pybuildx.buildkit.control import ControlClient
-from pybuildx.buildkit.fswalk import Entry
+from pybuildx.buildkit.fswalk import Entry, compare_key
+from pybuildx.buildkit.ledger_records import (
+    Record,
+    RecordWriter,
+    merge_newest,
+    read_records,
+    trusted,
+)
 from pybuildx.errors import PybuildxError
 
 __all__ = ["LedgerTransfer", "UploadLedger", "default_ledger_dir", "upload_ledger"]
@@ -43,9 +53,6 @@ __all__ = ["LedgerTransfer", "UploadLedger", "default_ledger_dir", "upload_ledge
 _DIRTY = "dirty"
 _NODE = "node"
 _LOCK = "lock"
-_FORMAT = 1
-# path -> (size, real mtime, ctime, inode, sent mtime)
-_Record = tuple[int, int, int, int, int]
 
 
 def default_ledger_dir() -> Path:
@@ -89,6 +96,11 @@ def _write_private(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
+def _copied(record: Record) -> Record:
+    """``record`` carried over unchanged by a transfer that did not walk its path."""
+    return (*record[:6], False)
+
+
 class UploadLedger:
     """What this machine sent under one shared key; see the module docstring."""
 
@@ -100,6 +112,7 @@ class UploadLedger:
         self._mutex = threading.Lock()
         self._active = 0
         self._failed = False
+        self._versions: dict[str, int] = {}
 
     @classmethod
     def open(cls, directory: Path, scope: str) -> UploadLedger | None:
@@ -119,9 +132,13 @@ class UploadLedger:
         with contextlib.suppress(OSError, ValueError):
             node_text, gen_text = node_file.read_text().split()
             node, generation = node_text, int(gen_text)
-        dirty = (path / _DIRTY).exists()
-        if not node or dirty:
-            for old in path.glob("*.state"):
+        for stray in path.glob("*.tmp"):
+            stray.unlink()
+        states = list(path.glob("*.state"))
+        # An incomplete record file would hide what the daemon holds: start afresh instead.
+        damaged = not all(trusted(state) for state in states)
+        if not node or damaged or (path / _DIRTY).exists():
+            for old in states:
                 old.unlink()
             node = node or secrets.token_hex(12)
             generation += 1
@@ -139,31 +156,29 @@ class UploadLedger:
             if self._active == 0 and not self._failed:
                 _write_private(self._dir / _DIRTY, b"")
             self._active += 1
-        return LedgerTransfer(self, dir_name, self._load(dir_name))
+            version = self._versions.get(dir_name, 0)
+        state = self._state_path(dir_name)
+        return LedgerTransfer(self, dir_name, read_records(state), RecordWriter(state), version)
 
     def _state_path(self, dir_name: str) -> Path:
         digest = hashlib.sha256(dir_name.encode("utf-8", "surrogateescape")).hexdigest()[:32]
         return self._dir / f"{digest}.state"
 
-    def _load(self, dir_name: str) -> dict[bytes, _Record]:
-        try:
-            data = marshal.loads(self._state_path(dir_name).read_bytes())
-        except (OSError, ValueError, EOFError, TypeError):
-            return {}
-        if not isinstance(data, tuple) or len(data) != 2 or data[0] != _FORMAT:
-            return {}
-        records = data[1]
-        return records if isinstance(records, dict) else {}
-
-    def _finish(self, dir_name: str, records: dict[bytes, _Record] | None) -> None:
+    def _finish(self, dir_name: str, written: Path | None, version: int) -> None:
         with self._mutex:
-            if records is None:
+            if written is None:
                 self._failed = True
             else:
-                # Transfers of one name may overlap (filtered and unfiltered): merge, newest wins.
-                merged = self._load(dir_name)
-                merged.update(records)
-                _write_private(self._state_path(dir_name), marshal.dumps((_FORMAT, merged)))
+                state = self._state_path(dir_name)
+                if self._versions.get(dir_name, 0) != version:
+                    # Another transfer of this name committed meanwhile (filtered and
+                    # unfiltered ones overlap): keep its records where ours are only copies.
+                    merged = RecordWriter(state)
+                    merged.extend(merge_newest(read_records(written), read_records(state)))
+                    written.unlink()
+                    written = merged.finish()
+                written.replace(state)
+                self._versions[dir_name] = self._versions.get(dir_name, 0) + 1
             self._active -= 1
             if self._active == 0 and not self._failed:
                 with contextlib.suppress(FileNotFoundError):
@@ -174,35 +189,75 @@ class UploadLedger:
 
 
 class LedgerTransfer:
-    """One FileSync transfer: picks the mtime to send per file, then commits or fails."""
+    """One FileSync transfer: picks the mtime to send per file, then commits or fails.
 
-    def __init__(self, ledger: UploadLedger, dir_name: str, old: dict[bytes, _Record]) -> None:
+    Entries must come in the walk's order. The previous records are read alongside; every record
+    this transfer passes (or never reaches) is copied, so the new file replaces the old one.
+    """
+
+    def __init__(
+        self,
+        ledger: UploadLedger,
+        dir_name: str,
+        old: Iterator[Record],
+        writer: RecordWriter,
+        version: int,
+    ) -> None:
         self._ledger = ledger
         self._dir_name = dir_name
         self._old = old
-        self._new: dict[bytes, _Record] = {}
+        self._next_old = next(old, None)
+        self._writer = writer
+        self._version = version
+        self._last_key = b""
+        self._in_order = True
         self._done = False
 
     def mtime_to_send(self, entry: Entry) -> int:
         if entry.linkname or not entry.requestable:
             return entry.mtime_ns
         size, mtime = entry.size, entry.mtime_ns
+        key = compare_key(entry.path)
+        if key <= self._last_key:
+            self._in_order = False  # never expected: the commit then becomes a failure
+            return mtime
+        self._last_key = key
+        old = self._next_old
+        while old is not None and old[0] < key:
+            self._writer.add(_copied(old))
+            old = next(self._old, None)
         sent = mtime
-        old = self._old.get(entry.path)
-        if old is not None:
-            if old[:4] == (size, mtime, entry.ctime_ns, entry.ino):
-                sent = old[4]
-            elif old[0] == size and old[4] == mtime:
+        if old is not None and old[0] == key:
+            if old[1:5] == (size, mtime, entry.ctime_ns, entry.ino):
+                sent = old[5]
+            elif old[1] == size and old[5] == mtime:
                 sent = mtime + 1
-        self._new[entry.path] = (size, mtime, entry.ctime_ns, entry.ino, sent)
+            old = next(self._old, None)
+        self._next_old = old
+        self._writer.add((key, size, mtime, entry.ctime_ns, entry.ino, sent, True))
         return sent
 
     def commit(self) -> None:
-        if not self._done:
-            self._done = True
-            self._ledger._finish(self._dir_name, self._new)
+        if self._done:
+            return
+        if not self._in_order:
+            self.fail()
+            return
+        self._done = True
+        try:
+            if self._next_old is not None:
+                self._writer.add(_copied(self._next_old))
+            for old in self._old:
+                self._writer.add(_copied(old))
+            written = self._writer.finish()
+        except (OSError, ValueError, EOFError):
+            self._writer.discard()
+            self._ledger._finish(self._dir_name, None, self._version)
+            return
+        self._ledger._finish(self._dir_name, written, self._version)
 
     def fail(self) -> None:
         if not self._done:
             self._done = True
-            self._ledger._finish(self._dir_name, None)
+            self._writer.discard()
+            self._ledger._finish(self._dir_name, None, self._version)
