@@ -1,7 +1,8 @@
 """Registry credentials, found the way the docker CLI finds them.
 
-Order for a registry host: explicit credentials (``--registry-auth`` flags, then CI variables such
-as GitLab's ``CI_REGISTRY_*``), then the docker config file (``$DOCKER_CONFIG/config.json`` or
+Order for a registry host: explicit credentials (``--registry-auth`` flags, then
+``PYBUILDX_REGISTRY_AUTH`` and ``PYBUILDX_REGISTRY*`` variables, then those the caller adds, such
+as the CI's registry logins), then the docker config file (``$DOCKER_CONFIG/config.json`` or
 ``~/.docker/config.json``): ``credHelpers[host]``, an ``auths`` entry that carries credentials,
 then ``credsStore``. Helpers are run as ``docker-credential-<name> get`` with the server URL on
 stdin, exactly like the docker CLI. Every secret found is registered for redaction; none ever
@@ -33,6 +34,7 @@ __all__ = [
     "ExplicitCredential",
     "RegistryCredentials",
     "config_key_for_host",
+    "credential_from_variables",
     "explicit_credentials_from_env",
     "normalize_registry_host",
     "parse_registry_auth",
@@ -50,12 +52,8 @@ _TOKEN_USERNAME = "<token>"
 
 # Same syntax as --registry-auth, one entry per line (or separated by ";").
 _AUTH_LIST_VARIABLE = "PYBUILDX_REGISTRY_AUTH"
-# CI variable triples (server, user, password) read when no flag names that server.
-_ENV_SOURCES: tuple[tuple[str, str, str], ...] = (
-    ("PYBUILDX_REGISTRY", "PYBUILDX_REGISTRY_USERNAME", "PYBUILDX_REGISTRY_PASSWORD"),
-    ("CI_REGISTRY", "CI_REGISTRY_USER", "CI_REGISTRY_PASSWORD"),
-    ("CI_DEPENDENCY_PROXY_SERVER", "CI_DEPENDENCY_PROXY_USER", "CI_DEPENDENCY_PROXY_PASSWORD"),
-)
+# Variables (server, user, password) of one registry login, read when no flag names that server.
+_LOGIN_VARIABLES = ("PYBUILDX_REGISTRY", "PYBUILDX_REGISTRY_USERNAME", "PYBUILDX_REGISTRY_PASSWORD")
 
 
 @dataclass(frozen=True)
@@ -148,21 +146,32 @@ def parse_registry_auth(text: str, environ: Mapping[str, str] | None = None) -> 
     return ExplicitCredential(normalize_registry_host(registry), username, password)
 
 
+def credential_from_variables(
+    environ: Mapping[str, str], server_variable: str, user_variable: str, password_variable: str
+) -> ExplicitCredential | None:
+    """One registry login from three variables; ``None`` unless all three are set."""
+    server = environ.get(server_variable)
+    user = environ.get(user_variable)
+    password = environ.get(password_variable)
+    if not (server and user and password):
+        return None
+    register_secret(password)
+    return ExplicitCredential(normalize_registry_host(server), user, password)
+
+
 def explicit_credentials_from_env(
     environ: Mapping[str, str] | None = None,
 ) -> list[ExplicitCredential]:
-    """Credentials from ``PYBUILDX_REGISTRY_AUTH`` and CI variables (GitLab ``CI_REGISTRY_*``,
-    ``PYBUILDX_REGISTRY{,_USERNAME,_PASSWORD}``)."""
+    """Credentials from ``PYBUILDX_REGISTRY_AUTH``, then from
+    ``PYBUILDX_REGISTRY{,_USERNAME,_PASSWORD}``."""
     env = os.environ if environ is None else environ
     found: list[ExplicitCredential] = []
     for line in re.split(r"[;\n]", env.get(_AUTH_LIST_VARIABLE, "")):
         if line.strip():
             found.append(parse_registry_auth(line.strip(), env))
-    for server_var, user_var, password_var in _ENV_SOURCES:
-        server, user, password = env.get(server_var), env.get(user_var), env.get(password_var)
-        if server and user and password:
-            register_secret(password)
-            found.append(ExplicitCredential(normalize_registry_host(server), user, password))
+    login = credential_from_variables(env, *_LOGIN_VARIABLES)
+    if login is not None:
+        found.append(login)
     return found
 
 
@@ -321,10 +330,16 @@ class CredentialResolver:
 
     @classmethod
     def from_environment(
-        cls, flags: Iterable[ExplicitCredential] = (), environ: Mapping[str, str] | None = None
+        cls,
+        flags: Iterable[ExplicitCredential] = (),
+        environ: Mapping[str, str] | None = None,
+        *,
+        extra: Iterable[ExplicitCredential] = (),
     ) -> CredentialResolver:
-        """Flags first, then CI variables, then the docker config named by the environment."""
-        return cls([*flags, *explicit_credentials_from_env(environ)], DockerConfig.load(environ))
+        """Flags first, then our variables, then ``extra`` (the caller's, e.g. the CI's registry
+        logins), then the docker config named by the environment."""
+        explicit = [*flags, *explicit_credentials_from_env(environ), *extra]
+        return cls(explicit, DockerConfig.load(environ))
 
     def lookup(self, host: str) -> RegistryCredentials:
         """Credentials for ``host`` (anonymous when none is configured).

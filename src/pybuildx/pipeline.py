@@ -31,6 +31,7 @@ from pybuildx.builders.resolve import NodePlan, needs_detection, plan
 from pybuildx.builders.store import Store
 from pybuildx.buildkit._pb import control_pb2
 from pybuildx.buildkit.build import BuildResult, ProgressSink, build
+from pybuildx.buildkit.extras import Surroundings
 from pybuildx.buildkit.session import Attachable
 from pybuildx.buildspec import BuildSpec, OutputSpec
 from pybuildx.config import Platform
@@ -279,7 +280,10 @@ def _load_into_docker(tarball: Path) -> None:
 
 
 def _merge(
-    builds: Sequence[NodeBuild], outputs: Sequence[OutputSpec], registry_auths: Sequence[str] = ()
+    builds: Sequence[NodeBuild],
+    outputs: Sequence[OutputSpec],
+    registry_auths: Sequence[str],
+    surroundings: Surroundings,
 ) -> str:
     from pybuildx.images import merge_index
 
@@ -291,6 +295,7 @@ def _merge(
         _push_names(outputs),
         insecure=insecure,
         registry_auths=registry_auths,
+        extra_credentials=surroundings.registry_credentials,
     )
 
 
@@ -304,6 +309,7 @@ def _solve_all(
     attachables: Sequence[Attachable],
     cache: control_pb2.CacheOptions | None,
     extra_frontend_attrs: Mapping[str, str] | None,
+    surroundings: Surroundings,
 ) -> tuple[list[NodeBuild], list[Path]]:
     multi_node = len(plans) > 1
     sink = _LockedProgress(progress) if progress is not None and multi_node else progress
@@ -335,6 +341,7 @@ def _solve_all(
                 extra_frontend_attrs=extra_frontend_attrs,
                 cache=cache,
                 target=node.name,
+                surroundings=surroundings,
             )
             return NodeBuild(node.name, node_plan.platforms, result)
 
@@ -353,8 +360,13 @@ def run(
     attachables: Sequence[Attachable] = (),
     cache: control_pb2.CacheOptions | None = None,
     extra_frontend_attrs: Mapping[str, str] | None = None,
+    surroundings: Surroundings | None = None,
 ) -> PipelineResult:
-    """Build ``spec`` on ``builder`` (see the module docstring) and clean up after."""
+    """Build ``spec`` on ``builder`` (see the module docstring) and clean up after.
+
+    ``surroundings``: what the place it runs in adds to every build (secret masking, cache
+    defaults, registry logins).
+    """
     store = store or Store()
     builder_spec, ephemeral = _select_builder(builder, store)
     with _signals(_raise_terminated):
@@ -369,6 +381,7 @@ def run(
                 attachables=attachables,
                 cache=cache,
                 extra_frontend_attrs=extra_frontend_attrs,
+                surroundings=surroundings or Surroundings(),
             )
         except Terminated as exc:
             _log.warning("%s received: cancelling the build and removing what it started", exc)
@@ -388,6 +401,7 @@ def _run_on(
     attachables: Sequence[Attachable],
     cache: control_pb2.CacheOptions | None,
     extra_frontend_attrs: Mapping[str, str] | None,
+    surroundings: Surroundings,
 ) -> PipelineResult:
     spec, plans = _plan(spec, active)
     builds, loads = _solve_all(
@@ -399,12 +413,13 @@ def _run_on(
         attachables=attachables,
         cache=cache,
         extra_frontend_attrs=extra_frontend_attrs,
+        surroundings=surroundings,
     )
     for tarball in loads:
         _load_into_docker(tarball)
     names = _push_names(spec.outputs)
     if len(builds) > 1 and names:
-        digest = _merge(builds, spec.outputs, spec.registry_auths)
+        digest = _merge(builds, spec.outputs, spec.registry_auths, surroundings)
         response = {"containerimage.digest": digest, "image.name": ",".join(names)}
         return PipelineResult(active.spec.name, tuple(builds), digest, response)
     first = builds[0].result

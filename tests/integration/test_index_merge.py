@@ -122,12 +122,9 @@ def test_merge_of_an_unknown_digest_fails_clearly(registry: str) -> None:
         merge_index([missing], [f"{missing.image_names[0]}:latest"])
 
 
-def test_two_node_builder_pushes_one_index(
-    bed: dict[str, Any], registry: str, tmp_path: Path
-) -> None:
-    """The whole path: a builder whose two nodes are the two bed daemons, one platform each."""
+def _two_node_builder(bed: dict[str, Any], env: dict[str, str]) -> None:
+    """Builder "two": the two bed daemons as remote nodes, one pinned platform each."""
     nodes = [_daemon(bed, name) for name in ("current", "v0.18")]
-    env = cli_env(tmp_path / "home", PYBUILDX_CONFIG=str(tmp_path / "builders"))
     for index, (node, platform) in enumerate(
         zip(nodes, ("linux/amd64", "linux/arm64"), strict=True)
     ):
@@ -156,9 +153,12 @@ def test_two_node_builder_pushes_one_index(
             check=False,
         )
         assert created.returncode == 0, created.stderr
-    repo = unique_repo()
-    metadata = tmp_path / "meta.json"
-    built = subprocess.run(
+
+
+def _push_on_two_nodes(
+    ref: str, tmp_path: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -172,9 +172,9 @@ def test_two_node_builder_pushes_one_index(
             "linux/amd64,linux/arm64",
             "--push",
             "-t",
-            f"{registry}/{repo}:v1",
+            ref,
             "--metadata-file",
-            str(metadata),
+            str(tmp_path / "meta.json"),
             str(scratch_context(tmp_path / "ctx")),
         ],
         capture_output=True,
@@ -183,9 +183,49 @@ def test_two_node_builder_pushes_one_index(
         timeout=600,
         check=False,
     )
+
+
+def test_two_node_builder_pushes_one_index(
+    bed: dict[str, Any], registry: str, tmp_path: Path
+) -> None:
+    """The whole path: a builder whose two nodes are the two bed daemons, one platform each."""
+    env = cli_env(tmp_path / "home", PYBUILDX_CONFIG=str(tmp_path / "builders"))
+    _two_node_builder(bed, env)
+    repo = unique_repo()
+    built = _push_on_two_nodes(f"{registry}/{repo}:v1", tmp_path, env)
     assert built.returncode == 0, built.stderr
     reader = RegistryReader(registry)
     digest, _ = reader.manifest(repo, "v1")
     assert built.stdout.strip().splitlines()[-1] == digest
-    assert json.loads(metadata.read_text())["containerimage.digest"] == digest
+    assert json.loads((tmp_path / "meta.json").read_text())["containerimage.digest"] == digest
+    assert reader.platforms(repo, "v1") == {"linux/amd64", "linux/arm64"}
+
+
+def test_two_node_push_with_gitlab_registry_variables(
+    bed: dict[str, Any], auth_registry: AuthRegistry, tmp_path: Path
+) -> None:
+    """The job's CI_REGISTRY_* login reaches both the nodes' pushes and the client's index PUT."""
+    # A docker config with the registry's CA and no credentials: only the CI login can push.
+    docker_config = tmp_path / "docker-config"
+    (docker_config / "certs.d" / auth_registry.host).mkdir(parents=True)
+    shutil.copy(auth_registry.ca, docker_config / "certs.d" / auth_registry.host / "ca.crt")
+    env = cli_env(
+        tmp_path / "home",
+        PYBUILDX_CONFIG=str(tmp_path / "builders"),
+        DOCKER_CONFIG=str(docker_config),
+        GITLAB_CI="true",
+        CI_REGISTRY=auth_registry.host,
+        CI_REGISTRY_USER=auth_registry.username,
+        CI_REGISTRY_PASSWORD=auth_registry.password,
+    )
+    _two_node_builder(bed, env)
+    repo = unique_repo()
+    built = _push_on_two_nodes(f"{auth_registry.host}/{repo}:v1", tmp_path, env)
+    assert built.returncode == 0, built.stderr
+    assert auth_registry.password not in built.stdout + built.stderr
+    reader = RegistryReader(
+        auth_registry.host, auth_registry.ca, auth_registry.username, auth_registry.password
+    )
+    digest, _ = reader.manifest(repo, "v1")
+    assert built.stdout.strip().splitlines()[-1] == digest
     assert reader.platforms(repo, "v1") == {"linux/amd64", "linux/arm64"}

@@ -6,12 +6,16 @@ Each RUN line carries a fresh token so that no test is answered from the build c
 from __future__ import annotations
 
 import hashlib
+import io
+import subprocess
+import sys
+import tarfile
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.integration.pushing import cli_env, run_build
+from tests.integration.pushing import cli_env, run_build, scratch_context
 from tests.testbed import Daemon
 
 pytestmark = pytest.mark.integration
@@ -64,6 +68,36 @@ def test_github_actions_gets_add_mask_commands(
     result = run_build(daemon, str(ctx), "--secret", "id=tok,env=TEST_SECRET_TOKEN", env=env)
     assert result.returncode == 0, result.stderr
     assert f"::add-mask::{SECRET}" in result.stderr.splitlines()
+
+
+@pytest.mark.parametrize("ci", ["github", "gitlab"])
+def test_ci_notices_go_to_stderr_and_leave_a_stdout_result_intact(
+    daemon: Daemon, tmp_path: Path, ci: str
+) -> None:
+    variable = {"github": "GITHUB_ACTIONS", "gitlab": "GITLAB_CI"}[ci]
+    env = cli_env(tmp_path / "home", TEST_SECRET_TOKEN=SECRET, **{variable: "true"})
+    ctx = scratch_context(tmp_path / "ctx", content=uuid.uuid4().hex)
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "pybuildx", "build", "--builder-addr", daemon.unix_addr),
+            *("--progress", "plain", "--secret", "id=tok,env=TEST_SECRET_TOKEN"),
+            *("-o", "type=tar,dest=-", str(ctx)),
+        ],
+        capture_output=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    stderr = result.stderr.decode()
+    assert result.returncode == 0, stderr
+    with tarfile.open(fileobj=io.BytesIO(result.stdout)) as tar:
+        assert tar.getnames() == ["hello.txt"]
+    assert SECRET.encode() not in result.stdout
+    if ci == "github":
+        assert f"::add-mask::{SECRET}" in stderr.splitlines()
+    else:
+        assert "warning: GitLab cannot mask secrets at runtime" in stderr
+        assert SECRET not in stderr
 
 
 def test_unknown_required_secret_fails_clearly(

@@ -27,7 +27,6 @@ def test_exports_default_to_mode_min_and_keep_options() -> None:
             "type=inline",
         ],
         [],
-        environ={},
     )
     registry, inline = plan.to_proto().Exports
     assert registry.Type == "registry"
@@ -43,7 +42,7 @@ def test_exports_default_to_mode_min_and_keep_options() -> None:
 
 
 def test_imports_go_to_the_request_and_the_frontend() -> None:
-    plan = plan_cache([], ["type=registry,ref=r/app:cache", "r/app:latest"], environ={})
+    plan = plan_cache([], ["type=registry,ref=r/app:cache", "r/app:latest"])
     assert [dict(i.Attrs) for i in plan.to_proto().Imports] == [
         {"ref": "r/app:cache"},
         {"ref": "r/app:latest"},
@@ -68,31 +67,27 @@ def test_imports_go_to_the_request_and_the_frontend() -> None:
 )
 def test_invalid_entries(text: str, export: bool, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        parse_cache_entry(text, export=export, environ={})
+        parse_cache_entry(text, export=export)
 
 
-def test_gha_takes_runner_variables_and_masks_the_token() -> None:
-    env = {
-        "ACTIONS_CACHE_URL": "https://cache.example/",
-        "ACTIONS_RESULTS_URL": "https://results.example/",
-        "ACTIONS_RUNTIME_TOKEN": "runtime-token-value",
-    }
-    entry = parse_cache_entry("type=gha,scope=app,mode=max", export=True, environ=env)
+def test_gha_entries_take_the_given_defaults_and_mask_the_token() -> None:
+    defaults = {"url": "https://cache.example/", "token": "default-token-value"}
+    entry = parse_cache_entry("type=gha,scope=app", export=False, gha_defaults=defaults)
     assert entry is not None
-    assert dict(entry.attrs) == {
-        "scope": "app",
-        "mode": "max",
-        "url": "https://cache.example/",
-        "url_v2": "https://results.example/",
-        "token": "runtime-token-value",
-    }
-    assert "runtime-token-value" not in redact("token runtime-token-value")
-    explicit = parse_cache_entry("type=gha,url=https://u/,token=t0k3n-explicit", export=False)
-    assert explicit is not None and explicit.attrs["token"] == "t0k3n-explicit"
+    assert dict(entry.attrs) == {"scope": "app", **defaults}
+    assert "default-token-value" not in redact("token default-token-value")
+    explicit = parse_cache_entry(
+        "type=gha,url=https://u/,token=t0k3n-explicit", export=False, gha_defaults=defaults
+    )
+    assert explicit is not None
+    assert dict(explicit.attrs) == {"url": "https://u/", "token": "t0k3n-explicit"}
+    # Defaults are for gha entries only.
+    other = parse_cache_entry("type=registry,ref=r/app:cache", export=False, gha_defaults=defaults)
+    assert other is not None and dict(other.attrs) == {"ref": "r/app:cache"}
 
 
 def test_local_export_needs_a_content_store_and_index(tmp_path: Path) -> None:
-    plan = plan_cache([f"type=local,dest={tmp_path}/cache,tag=v1"], [], environ={})
+    plan = plan_cache([f"type=local,dest={tmp_path}/cache,tag=v1"], [])
     assert plan.content_stores == {f"local:{tmp_path}/cache": tmp_path / "cache"}
     descriptor = {
         "mediaType": "application/vnd.oci.image.index.v1+json",
@@ -114,13 +109,13 @@ def test_local_import_resolves_the_digest_by_tag(tmp_path: Path) -> None:
     (tmp_path / "index.json").write_text(
         json.dumps({"manifests": [{"digest": digest, "annotations": {REF_NAME: "latest"}}]})
     )
-    plan = plan_cache([], [f"type=local,src={tmp_path}"], environ={})
+    plan = plan_cache([], [f"type=local,src={tmp_path}"])
     (entry,) = plan.imports
     assert dict(entry.attrs) == {"src": str(tmp_path), "digest": digest}
     assert plan.content_stores == {f"local:{tmp_path}": tmp_path}
 
 
 def test_missing_local_import_is_skipped_with_a_warning(tmp_path: Path) -> None:
-    plan = plan_cache([], [f"type=local,src={tmp_path}/none"], environ={})
+    plan = plan_cache([], [f"type=local,src={tmp_path}/none"])
     assert plan.imports == ()
     assert plan.warnings and "not found" in plan.warnings[0]

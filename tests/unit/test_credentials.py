@@ -101,18 +101,6 @@ def test_explicit_credentials_win_over_config(tmp_path: Path) -> None:
     assert resolver.lookup("r.example") == RegistryCredentials("flag", "flagpw")
 
 
-def test_gitlab_ci_registry_variables() -> None:
-    env = {
-        "CI_REGISTRY": "registry.gitlab.example",
-        "CI_REGISTRY_USER": "gitlab-ci-token",
-        "CI_REGISTRY_PASSWORD": "job-token-value",
-    }
-    assert explicit_credentials_from_env(env) == [
-        ExplicitCredential("registry.gitlab.example", "gitlab-ci-token", "job-token-value")
-    ]
-    assert "job-token-value" not in redact("token job-token-value leaked")
-
-
 def test_registry_auth_flag_reads_password_from_env_never_argv() -> None:
     env = {"MY_PW": "from-env-pw"}
     found = parse_registry_auth("registry=r.example:5000,username=me,password-env=MY_PW", env)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
 
-from pybuildx.buildkit.secrets import SecretSource, announce_masks, load_secrets, parse_secret
+from pybuildx.buildkit.secrets import SecretSource, load_secrets, parse_secret
 from pybuildx.errors import ConfigError, redact
 
 
@@ -63,21 +62,3 @@ def test_load_fails_early_for_missing_sources(tmp_path: Path) -> None:
         load_secrets([SecretSource("a", file=tmp_path / "missing")], {})
     with pytest.raises(ConfigError, match="NOT_SET is not set"):
         load_secrets([SecretSource("b", env="NOT_SET")], {})
-
-
-def test_masks_on_github_warning_on_gitlab_silence_elsewhere() -> None:
-    values = [b"line-one-secret\nline-two-secret"]
-    github = io.StringIO()
-    announce_masks(values, {"GITHUB_ACTIONS": "true"}, github)
-    # Every output line is a mask command: a multi-line value is masked line by line.
-    assert github.getvalue().splitlines() == [
-        "::add-mask::line-one-secret",
-        "::add-mask::line-two-secret",
-    ]
-    gitlab = io.StringIO()
-    announce_masks(values, {"GITLAB_CI": "true"}, gitlab)
-    assert gitlab.getvalue().startswith("warning: GitLab cannot mask secrets")
-    assert "line-one-secret" not in gitlab.getvalue()
-    local = io.StringIO()
-    announce_masks(values, {}, local)
-    assert local.getvalue() == ""

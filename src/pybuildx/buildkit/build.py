@@ -25,7 +25,7 @@ import grpc
 from pybuildx.buildkit._pb import control_pb2
 from pybuildx.buildkit.control import ControlClient, DaemonInfo, control_stub
 from pybuildx.buildkit.directsync import DirectSyncSession
-from pybuildx.buildkit.extras import build_extras
+from pybuildx.buildkit.extras import Surroundings, build_extras
 from pybuildx.buildkit.filesend import FileSendAttachable, output_targets
 from pybuildx.buildkit.filesync import FileSyncAttachable, LocalSource
 from pybuildx.buildkit.session import Attachable, Session, new_id
@@ -228,12 +228,14 @@ def build(
     cache: control_pb2.CacheOptions | None = None,
     shared_key: str | None = None,
     target: str = "",
+    surroundings: Surroundings | None = None,
 ) -> BuildResult:
     """Run one Solve of ``spec`` on the daemon behind ``channel`` and wait for all exports.
 
     ``platforms`` overrides ``spec.platforms`` (the pipeline plans platforms per node);
     ``outputs`` overrides ``spec.outputs`` (e.g. push-by-digest per node, a temp file for
     ``--load``). ``attachables`` add session services (auth, secrets, ssh, content stores).
+    ``surroundings``: what the place it runs in adds (secret masking, cache defaults, logins).
     Raises ``BuildFailed`` when the build fails, ``ConnectError`` when the daemon is unreachable.
     """
     requested = tuple(spec.outputs if outputs is None else outputs)
@@ -241,7 +243,9 @@ def build(
     _check_exporter_support(channel, requested)
     ref = new_id()
     with contextlib.ExitStack() as stack:
-        extras, chosen_outputs = stack.enter_context(build_extras(spec, requested))
+        extras, chosen_outputs = stack.enter_context(
+            build_extras(spec, requested, surroundings=surroundings)
+        )
         dirs = stack.enter_context(prepared_locals(spec))
         # Incremental context upload that is never stale (see upload_ledger); without a ledger
         # (busy, or an explicit key) a reused key could serve old content of same-size files.

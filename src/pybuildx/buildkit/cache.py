@@ -7,7 +7,8 @@ Rules follow buildx and BuildKit's Go client:
 - ``local`` needs the session content store ``local:<dir>``; an import resolves its manifest
   digest from ``<src>/index.json`` by tag, and after an export the client records the new cache
   manifest (ExporterResponse ``cache.manifest``) in ``<dest>/index.json``;
-- ``gha`` takes ``url``/``url_v2``/``token`` from the GitHub runner variables when not given.
+- ``gha`` entries are completed from ``gha_defaults`` (``url``/``url_v2``/``token``; the CLI
+  takes them from the CI it runs in) where the user gave none.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ _REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
 _OCI_INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
 # Attributes whose values are credentials: registered for redaction.
 _SECRET_ATTRS = ("token", "secret_access_key", "session_token", "ghtoken")
-_GHA_ENV = (("url", "ACTIONS_CACHE_URL"), ("url_v2", "ACTIONS_RESULTS_URL"))
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class CacheEntry:
 
 
 def parse_cache_entry(
-    text: str, *, export: bool, environ: Mapping[str, str] | None = None
+    text: str, *, export: bool, gha_defaults: Mapping[str, str] | None = None
 ) -> CacheEntry | None:
     """Parse one ``--cache-to``/``--cache-from`` value; ``None`` when it says ``type=...,disabled``
     or names a local import whose directory does not exist yet (first run)."""
@@ -83,7 +83,7 @@ def parse_cache_entry(
     else:
         _check_import(kind, attrs, text)
     if kind == "gha":
-        _fill_gha(attrs, os.environ if environ is None else environ)
+        _fill_defaults(attrs, gha_defaults or {})
     return CacheEntry(kind, attrs)
 
 
@@ -121,13 +121,12 @@ def _check_import(kind: str, attrs: dict[str, str], text: str) -> None:
         attrs["src"] = str(Path(attrs["src"]).expanduser().absolute())
 
 
-def _fill_gha(attrs: dict[str, str], environ: Mapping[str, str]) -> None:
-    for key, variable in _GHA_ENV:
-        if key not in attrs and environ.get(variable):
-            attrs[key] = environ[variable]
-    if "token" not in attrs and environ.get("ACTIONS_RUNTIME_TOKEN"):
-        attrs["token"] = environ["ACTIONS_RUNTIME_TOKEN"]
-        register_secret(attrs["token"])
+def _fill_defaults(attrs: dict[str, str], defaults: Mapping[str, str]) -> None:
+    for key, value in defaults.items():
+        if key not in attrs and value:
+            attrs[key] = value
+            if key in _SECRET_ATTRS:
+                register_secret(value)
 
 
 @dataclass(frozen=True)
@@ -163,7 +162,7 @@ class CachePlan:
 def plan_cache(
     cache_to: Iterable[str],
     cache_from: Iterable[str],
-    environ: Mapping[str, str] | None = None,
+    gha_defaults: Mapping[str, str] | None = None,
 ) -> CachePlan:
     exports: list[CacheEntry] = []
     imports: list[CacheEntry] = []
@@ -171,7 +170,7 @@ def plan_cache(
     indexes: dict[Path, str] = {}
     warnings: list[str] = []
     for text in cache_to:
-        entry = parse_cache_entry(text, export=True, environ=environ)
+        entry = parse_cache_entry(text, export=True, gha_defaults=gha_defaults)
         if entry is None:
             continue
         if entry.type == "local":
@@ -180,7 +179,7 @@ def plan_cache(
             indexes[dest / "index.json"] = entry.attrs.get("tag", "latest") or "latest"
         exports.append(entry)
     for text in cache_from:
-        entry = parse_cache_entry(text, export=False, environ=environ)
+        entry = parse_cache_entry(text, export=False, gha_defaults=gha_defaults)
         if entry is None:
             continue
         if entry.type == "local":

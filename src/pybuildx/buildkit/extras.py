@@ -3,7 +3,9 @@ SSH forwarding, cache import/export (with the local content store), attestations
 exporter checks; and turning registry failures into ``RegistryError``.
 
 ``build()`` enters ``build_extras(spec)`` for every Solve; everything it starts (a private
-ssh-agent) is stopped when the block ends.
+ssh-agent) is stopped when the block ends. What the place the build runs in contributes (secret
+masking, cache defaults, registry logins) comes in as ``Surroundings``: plain values, so that
+nothing here reads CI variables.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import contextlib
 import logging
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pybuildx.buildkit._pb import control_pb2
@@ -25,7 +27,7 @@ from pybuildx.credentials import CredentialResolver, ExplicitCredential, parse_r
 from pybuildx.errors import PybuildxError, RegistryError
 from pybuildx.images.exporter import prepare_outputs
 
-__all__ = ["BuildExtras", "build_extras", "registry_failure"]
+__all__ = ["BuildExtras", "Surroundings", "build_extras", "registry_failure"]
 
 _log = logging.getLogger(__name__)
 
@@ -37,6 +39,23 @@ _AUTH_FAILURE = re.compile(
 _PUSH_FAILURE = re.compile(r"failed to push|error writing layer blob|failed to do request", re.I)
 # A failing RUN step quotes its command, which may contain any of the words above.
 _STEP_FAILURE = "did not complete successfully"
+
+
+def _mask_nothing(values: Iterable[bytes]) -> None:
+    del values
+
+
+@dataclass(frozen=True)
+class Surroundings:
+    """What the place a build runs in adds to it (the CLI fills this from the CI it detects)."""
+
+    mask_secrets: Callable[[Iterable[bytes]], None] = _mask_nothing
+    """Gets every ``--secret`` value before the build starts, to hide them in logs we do not
+    write ourselves."""
+    gha_cache: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """Completes ``type=gha`` cache entries (``url``, ``url_v2``, ``token``)."""
+    registry_credentials: tuple[ExplicitCredential, ...] = ()
+    """Tried after the flags and ``PYBUILDX_REGISTRY*`` variables, before the docker config."""
 
 
 @dataclass
@@ -95,30 +114,30 @@ def build_extras(
     *,
     registry_auths: Iterable[ExplicitCredential] = (),
     environ: Mapping[str, str] | None = None,
+    surroundings: Surroundings | None = None,
 ) -> Iterator[tuple[BuildExtras, tuple[OutputSpec, ...]]]:
     """Parse the spec's secrets/ssh/cache/attest options and start what they need.
 
     Yields the extras and the outputs with image exporter checks and annotations applied.
     """
     # Imported here so that modules only some builds need stay out of the common path.
-    from pybuildx.buildkit.secrets import (
-        SecretsAttachable,
-        announce_masks,
-        load_secrets,
-        parse_secret,
-    )
+    from pybuildx.buildkit.secrets import SecretsAttachable, load_secrets, parse_secret
 
     env = os.environ if environ is None else environ
+    around = surroundings or Surroundings()
     prepared = prepare_outputs(outputs, spec.annotations)
     flags = [parse_registry_auth(text, env) for text in spec.registry_auths]
-    auth = AuthAttachable(CredentialResolver.from_environment([*flags, *registry_auths], env))
+    resolver = CredentialResolver.from_environment(
+        [*flags, *registry_auths], env, extra=around.registry_credentials
+    )
+    auth = AuthAttachable(resolver)
     extras = BuildExtras(attachables=[auth], auth=auth)
     if spec.secrets:
         sources = [parse_secret(text, env) for text in spec.secrets]
         values = load_secrets(sources, env)
-        announce_masks(values.values(), env)
+        around.mask_secrets(values.values())
         extras.attachables.append(SecretsAttachable(values))
-    extras.cache_plan = plan_cache(spec.cache_to, spec.cache_from, env)
+    extras.cache_plan = plan_cache(spec.cache_to, spec.cache_from, around.gha_cache)
     for warning in extras.cache_plan.warnings:
         _log.warning("%s", warning)
     extras.frontend_attrs.update(extras.cache_plan.frontend_attrs())

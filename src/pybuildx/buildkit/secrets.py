@@ -9,11 +9,9 @@ missing file fails early; each value is registered for redaction.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
 
 import grpc
 
@@ -24,7 +22,6 @@ from pybuildx.errors import ConfigError, register_secret
 __all__ = [
     "SecretSource",
     "SecretsAttachable",
-    "announce_masks",
     "load_secrets",
     "parse_secret",
 ]
@@ -119,27 +116,3 @@ class SecretsAttachable(secrets_pb2_grpc.SecretsServicer):
         if value is None:
             context.abort(grpc.StatusCode.NOT_FOUND, f"secret {request.ID} not found")
         return secrets_pb2.GetSecretResponse(data=value)
-
-
-def announce_masks(
-    values: Iterable[bytes], environ: Mapping[str, str], stream: TextIO | None = None
-) -> None:
-    """Our own output is redacted, but a RUN step can still print a secret elsewhere (the daemon's
-    logs, build history): on GitHub ask the runner to mask every value (``::add-mask::``, one
-    per line, on stderr so that ``-o -`` output on stdout stays clean); on GitLab, which has no
-    runtime masking, warn once."""
-    out = stream or sys.stderr
-    if environ.get("GITHUB_ACTIONS") == "true":
-        for value in values:
-            text = value.decode("utf-8", "replace")
-            # One command per line: a multi-line value in one command would print its tail.
-            for line in dict.fromkeys(part.strip() for part in text.splitlines()):
-                if line:
-                    out.write(f"::add-mask::{line}\n")
-        out.flush()
-    elif environ.get("GITLAB_CI") == "true":
-        out.write(
-            "warning: GitLab cannot mask secrets at runtime: pybuildx hides --secret values in "
-            "its own output, but RUN steps must not print them\n"
-        )
-        out.flush()

@@ -19,6 +19,7 @@ import typer
 from pybuildx.errors import ConfigError
 
 if TYPE_CHECKING:
+    from pybuildx.buildkit.extras import Surroundings
     from pybuildx.buildkit.progress import ProgressWriter
     from pybuildx.buildspec import BuildSpec
 
@@ -94,6 +95,20 @@ def _tls_files(cacert: Path | None, cert: Path | None, key: Path | None) -> Any:
     return TLSFiles(ca=cacert, cert=cert, key=key)
 
 
+def _surroundings() -> Surroundings:
+    """What the CI this runs in adds to builds: secret masking, type=gha cache defaults and
+    registry logins (read once, here; the layers below read no CI variables)."""
+    from pybuildx import ci
+    from pybuildx.buildkit.extras import Surroundings
+
+    found = ci.detect(os.environ)
+    return Surroundings(
+        mask_secrets=found.mask_secrets,
+        gha_cache=found.gha_cache,
+        registry_credentials=found.registry_credentials,
+    )
+
+
 def _write_outputs(spec: BuildSpec, response: Any, build_ref: str) -> None:
     """--metadata-file and --iidfile, written only after a successful build.
 
@@ -106,7 +121,13 @@ def _write_outputs(spec: BuildSpec, response: Any, build_ref: str) -> None:
     write_build_outputs(spec.metadata_file, spec.iidfile, response, extra)
 
 
-def _direct(spec: BuildSpec, address: str, tls: Any, servername: str | None) -> str | None:
+def _direct(
+    spec: BuildSpec,
+    address: str,
+    tls: Any,
+    servername: str | None,
+    surroundings: Surroundings,
+) -> str | None:
     """Build on one daemon; returns the image digest when the exporters produced one."""
     from pybuildx.buildkit.build import build
     from pybuildx.buildkit.control import wait_ready
@@ -118,7 +139,9 @@ def _direct(spec: BuildSpec, address: str, tls: Any, servername: str | None) -> 
         wait_ready(channel, _READY_TIMEOUT_S, target=target)
         progress = _progress(spec.progress)
         try:
-            result = build(channel, spec, progress=progress, target=target)
+            result = build(
+                channel, spec, progress=progress, target=target, surroundings=surroundings
+            )
         finally:
             progress.close()
     finally:
@@ -127,12 +150,12 @@ def _direct(spec: BuildSpec, address: str, tls: Any, servername: str | None) -> 
     return result.digest
 
 
-def _via_pipeline(spec: BuildSpec, builder: str | None) -> str | None:
+def _via_pipeline(spec: BuildSpec, builder: str | None, surroundings: Surroundings) -> str | None:
     from pybuildx import pipeline
 
     progress = _progress(spec.progress)
     try:
-        result = pipeline.run(spec, builder=builder, progress=progress)
+        result = pipeline.run(spec, builder=builder, progress=progress, surroundings=surroundings)
     finally:
         progress.close()
     first = result.builds[0] if result.builds else None
@@ -297,14 +320,15 @@ def build_command(
             spec.iidfile.unlink(missing_ok=True)
         if builder_addr is None and builder is None:
             builder_addr = os.environ.get("BUILDKIT_HOST") or None
+        surroundings = _surroundings()
         if builder_addr:
             if builder:
                 raise ConfigError("pass either --builder or --builder-addr, not both")
-            digest = _direct(spec, builder_addr, tls, tls_servername)
+            digest = _direct(spec, builder_addr, tls, tls_servername, surroundings)
         else:
             if tls is not None or tls_servername:
                 raise ConfigError("--tls-* options need --builder-addr")
-            digest = _via_pipeline(spec, builder)
+            digest = _via_pipeline(spec, builder, surroundings)
     finally:
         stdin.close()
     if digest:

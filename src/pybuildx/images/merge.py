@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from pybuildx.credentials import CredentialResolver, parse_registry_auth
+from pybuildx.credentials import CredentialResolver, ExplicitCredential, parse_registry_auth
 from pybuildx.errors import RegistryError
 from pybuildx.images.reference import ImageRef
 from pybuildx.images.registry import (
@@ -179,10 +179,12 @@ def merge_index(
     client_for: ClientFor | None = None,
     insecure: bool = False,
     registry_auths: Sequence[str] = (),
+    extra_credentials: Sequence[ExplicitCredential] = (),
 ) -> str:
     """The pipeline's multi-node step: every node pushed by digest into the repositories of
     ``names``; merge those into one index, tag it with every name, return its digest.
-    ``registry_auths`` are ``--registry-auth`` values (flags come before the environment)."""
+    ``registry_auths`` are ``--registry-auth`` values (flags come before the environment);
+    ``extra_credentials`` (the caller's) come after our variables, before the docker config."""
     tags = [ImageRef.parse(n) for n in names]
     sources: list[ImageRef] = []
     for result in results:
@@ -192,6 +194,6 @@ def merge_index(
         sources.append(pushed[0].with_digest(result.digest))
     hosts = [t.api_host for t in tags] if insecure else []
     flags = [parse_registry_auth(text) for text in registry_auths]
-    resolver = CredentialResolver.from_environment(flags)
+    resolver = CredentialResolver.from_environment(flags, extra=extra_credentials)
     chosen = client_for or registry_clients(resolver, insecure_hosts=hosts)
     return merge_and_push(sources, tags, chosen).digest
