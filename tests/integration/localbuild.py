@@ -85,6 +85,11 @@ def solve(
 
 
 def buildctl_local_export(daemon: Daemon, context: Path, dockerfile_dir: Path, dest: Path) -> None:
+    buildctl_export(daemon, context, dockerfile_dir, f"type=local,dest={dest}")
+
+
+def buildctl_export(daemon: Daemon, context: Path, dockerfile_dir: Path, output: str) -> None:
+    """A Dockerfile build by buildctl (the Go client) with one ``--output``."""
     subprocess.run(
         [
             daemon.buildctl,
@@ -98,7 +103,7 @@ def buildctl_local_export(daemon: Daemon, context: Path, dockerfile_dir: Path, d
             "--local",
             f"dockerfile={dockerfile_dir}",
             "--output",
-            f"type=local,dest={dest}",
+            output,
         ],
         check=True,
         capture_output=True,
@@ -106,8 +111,17 @@ def buildctl_local_export(daemon: Daemon, context: Path, dockerfile_dir: Path, d
     )
 
 
+def xattrs(path: bytes | Path) -> dict[bytes, bytes]:
+    """The extended attributes of ``path`` itself (not following a symlink)."""
+    return {
+        os.fsencode(name): os.getxattr(path, name, follow_symlinks=False)
+        for name in os.listxattr(path, follow_symlinks=False)
+    }
+
+
 def snapshot(root: Path, *, mtimes: bool = True) -> dict[bytes, tuple[object, ...]]:
-    """Every entry below ``root``: type, mode bits, content digest or link, hard-link group."""
+    """Every entry below ``root``: type, mode bits, content digest or link, hard-link group,
+    extended attributes."""
     base = os.fsencode(root)
     first_path: dict[tuple[int, int], bytes] = {}
     out: dict[bytes, tuple[object, ...]] = {}
@@ -127,7 +141,7 @@ def snapshot(root: Path, *, mtimes: bool = True) -> dict[bytes, tuple[object, ..
                     detail = (detail, first_path.setdefault(key, rel))
             elif kind == stat.S_IFLNK:
                 detail = os.readlink(full)
-            entry: tuple[object, ...] = (kind, stat.S_IMODE(st.st_mode), detail)
+            entry: tuple[object, ...] = (kind, stat.S_IMODE(st.st_mode), detail, xattrs(full))
             if mtimes and kind != stat.S_IFDIR:
                 entry += (st.st_mtime_ns,)
             out[rel] = entry

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,7 @@ class Item:
     content: bytes = b""
     linkname: bytes = b""
     mtime: int = MTIME
+    xattrs: dict[bytes, bytes] = field(default_factory=dict)
 
 
 def d(path: str, mode: int = 0o755) -> Item:
@@ -55,7 +57,13 @@ class FakeSender:
         for item in self.items:
             yield wire.stat_packet(
                 wire.encode_stat(
-                    item.path, item.mode, len(item.content), item.mtime, item.linkname, uid=4242
+                    item.path,
+                    item.mode,
+                    len(item.content),
+                    item.mtime,
+                    item.linkname,
+                    uid=4242,
+                    xattrs=tuple(item.xattrs.items()),
                 )
             )
         yield b""
@@ -201,3 +209,49 @@ def test_sender_error_and_early_end_fail_the_export(tmp_path: Path) -> None:
     early = iter([wire.stat_packet(wire.encode_stat(b"a", 0o644, 1, MTIME)), b""])
     with pytest.raises(BuildFailed, match="ended early"):
         list(LocalReceiver(tmp_path / "b").run(early))
+
+
+def own_xattrs(path: Path) -> dict[bytes, bytes]:
+    return {
+        os.fsencode(name): os.getxattr(path, name, follow_symlinks=False)
+        for name in os.listxattr(path, follow_symlinks=False)
+    }
+
+
+def test_xattrs_land_on_the_entries_themselves(tmp_path: Path) -> None:
+    try:
+        os.setxattr(tmp_path, "user.probe", b"")
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            pytest.skip(f"no user xattrs on {tmp_path}")
+        raise
+    root = os.geteuid() == 0
+    cap = bytes.fromhex("0100000200040000000000000000000000000000")  # cap_net_bind_service=ep
+    items = [
+        Item(b"d", GO_MODE_DIR | 0o555, xattrs={b"user.dir": b"1"}),
+        Item(
+            b"d/tool",
+            0o555,  # read-only: the attributes go on before the mode
+            b"#!/bin/sh\n",
+            xattrs={b"user.file": b"2", b"security.capability": cap, b"user.bad\x00name": b"x"},
+        ),
+        Item(b"d/tool-link", 0o555, linkname=b"d/tool"),
+        Item(
+            b"link",
+            GO_MODE_SYMLINK | 0o777,
+            linkname=b"d/tool",
+            xattrs={b"user.link": b"3", b"trusted.link": b"4"},
+        ),
+        Item(b"pipe", GO_MODE_NAMED_PIPE | 0o600, xattrs={b"trusted.pipe": b"5"}),
+    ]
+    dest = tmp_path / "out"
+    FakeSender(items).run(dest)
+    assert own_xattrs(dest / "d") == {b"user.dir": b"1"}
+    # Set after the content (a write drops a file capability); the NUL name is skipped.
+    tool = {b"user.file": b"2", **({b"security.capability": cap} if root else {})}
+    assert own_xattrs(dest / "d/tool") == tool
+    assert (dest / "d/tool").read_bytes() == b"#!/bin/sh\n"
+    assert own_xattrs(dest / "d/tool-link") == tool  # the same inode
+    # On the symlink itself, never its target; user.* is refused on symlinks and FIFOs.
+    assert own_xattrs(dest / "link") == ({b"trusted.link": b"4"} if root else {})
+    assert own_xattrs(dest / "pipe") == ({b"trusted.pipe": b"5"} if root else {})

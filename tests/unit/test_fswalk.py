@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import queue
 import stat
 from pathlib import Path
 
@@ -10,7 +12,12 @@ import pytest
 
 from pybuildx.buildkit import fsutil_wire as wire
 from pybuildx.buildkit._pb import fsutil_pb2
-from pybuildx.buildkit.filesync import walk_filter_from_metadata
+from pybuildx.buildkit.filesync import (
+    PEER_FIN,
+    FileSyncAttachable,
+    LocalSource,
+    walk_filter_from_metadata,
+)
 from pybuildx.buildkit.fswalk import (
     GO_MODE_CHAR_DEVICE,
     GO_MODE_DEVICE,
@@ -252,3 +259,88 @@ def test_client_ignore_patterns_combine_with_the_daemons(tmp_path: Path) -> None
     assert [e.path for e in entries] == [b"keep", b"src", b"src/a", b"z-link-to-secret"]
     # Its first path was dropped by our patterns: sent as a plain file, never a dangling link.
     assert entries[-1].linkname == b"" and entries[-1].size == len("secret.env")
+
+
+# struct vfs_cap_data, revision 2, effective: cap_net_bind_service=ep.
+NET_BIND_SERVICE_EP = bytes.fromhex("0100000200040000000000000000000000000000")
+
+
+def need_user_xattrs(path: Path) -> None:
+    try:
+        os.setxattr(path, "user.probe", b"")
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            pytest.skip(f"no user xattrs on {path}")
+        raise
+    os.removexattr(path, "user.probe")
+
+
+def test_entries_carry_their_own_xattrs_sorted(tmp_path: Path) -> None:
+    need_user_xattrs(tmp_path)
+    make(tmp_path, "d/", "d/f", "plain")
+    os.setxattr(tmp_path / "d/f", "user.b", b"2")
+    os.setxattr(tmp_path / "d/f", "user.a", b"\x00\xff")
+    os.setxattr(tmp_path / "d", "user.dir", b"")
+    (tmp_path / "link").symlink_to("d/f")  # the target's attributes are not the link's
+    expected = {
+        b"d": ((b"user.dir", b""),),
+        b"d/f": ((b"user.a", b"\x00\xff"), (b"user.b", b"2")),
+        b"link": (),
+        b"plain": (),
+    }
+    assert {e.path: e.xattrs for e in walk(tmp_path)} == expected
+    # A directory emitted late (excluded, but with a file brought back) keeps them too.
+    filtered = walk(tmp_path, WalkFilter(exclude_patterns=("d", "!d/f", "plain", "link")))
+    assert {e.path: e.xattrs for e in filtered} == {b"d": expected[b"d"], b"d/f": expected[b"d/f"]}
+
+
+def sent_stats(root: Path) -> list[fsutil_pb2.Stat]:
+    """The STATs our sender streams for ``root``, parsed by protobuf itself."""
+    transfer = FileSyncAttachable({"context": LocalSource(path=root)}).transfer(
+        [("dir-name", "context")]
+    )
+    pending: queue.SimpleQueue[int | str] = queue.SimpleQueue()
+    stats = []
+    for raw in transfer(pending, None):
+        if raw == b"":  # end of the listing: ask for nothing
+            pending.put(PEER_FIN)
+            continue
+        packet = fsutil_pb2.Packet.FromString(raw)
+        if packet.type == fsutil_pb2.Packet.PACKET_STAT:
+            stats.append(packet.stat)
+    return stats
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="setting security.capability needs CAP_SETFCAP")
+def test_file_capabilities_and_user_xattrs_are_sent(tmp_path: Path) -> None:
+    need_user_xattrs(tmp_path)
+    make(tmp_path, "tool", "plain")
+    os.setxattr(tmp_path / "tool", "security.capability", NET_BIND_SERVICE_EP)
+    os.setxattr(tmp_path / "tool", "user.pybuildx.test", b"hello")
+    stats = {s.path: dict(s.xattrs) for s in sent_stats(tmp_path)}
+    assert stats == {
+        "plain": {},
+        "tool": {"security.capability": NET_BIND_SERVICE_EP, "user.pybuildx.test": b"hello"},
+    }
+
+
+def test_xattrs_encode_as_protobuf_does_in_key_order() -> None:
+    xattrs = {
+        "user.b": b"",
+        "security.capability": NET_BIND_SERVICE_EP,
+        "user.big": bytes(range(256)) * 300,  # multi-byte lengths
+        "user.a": b"v",
+    }
+    pairs = [(key.encode(), value) for key, value in xattrs.items()]
+    encoded = wire.encode_stat(b"f", 0o644, 1, 2, xattrs=pairs)
+    # protobuf's own bytes for each map entry, in key order (protobuf's "deterministic" order
+    # is an implementation detail, and Go's sender uses none: receivers read a map).
+    plain = fsutil_pb2.Stat(path="f", mode=0o644, size=1, modTime=2).SerializeToString()
+    entries = [
+        fsutil_pb2.Stat(xattrs={key: xattrs[key]}).SerializeToString() for key in sorted(xattrs)
+    ]
+    assert encoded == plain + b"".join(entries)
+    assert wire.encode_stat(b"f", 0o644, 1, 2, xattrs=pairs[::-1]) == encoded
+    assert dict(fsutil_pb2.Stat.FromString(encoded).xattrs) == xattrs
+    assert wire.decode_stat(encoded).xattrs == dict(pairs)
+    assert wire.encode_stat(b"f", 0o644, 1, 2) == plain

@@ -26,6 +26,7 @@ import grpc
 
 from pybuildx.buildkit import fsutil_wire as wire
 from pybuildx.buildkit.fswalk import Entry, WalkFilter, compare_key, walk
+from pybuildx.buildkit.pending_files import PendingFiles
 from pybuildx.buildkit.upload_ledger import LedgerTransfer, UploadLedger
 from pybuildx.errors import PybuildxError
 
@@ -111,11 +112,11 @@ class _Sender:
     def __init__(self, entries: Iterator[Entry], transfer: LedgerTransfer | None) -> None:
         self.entries = entries
         self.transfer = transfer
-        self.files: dict[int, bytes] = {}
+        self.files = PendingFiles()
         self.sent_bytes = 0
 
     def file_packets(self, file_id: int) -> Iterator[bytes]:
-        path = self.files.pop(file_id, None)
+        path = self.files.pop(file_id)
         if path is None:
             raise _Abort(f"invalid file request {file_id}")
         try:
@@ -148,7 +149,7 @@ class _Sender:
         for index, entry in enumerate(self.entries):
             sent_mtime = mtime(entry) if mtime else entry.mtime_ns
             if entry.requestable:
-                self.files[index] = entry.abspath  # before the STAT leaves, as fsutil does
+                self.files.add(index, entry.abspath)  # before the STAT leaves, as fsutil does
             yield wire.stat_packet(
                 wire.encode_stat(
                     entry.path,
@@ -158,6 +159,7 @@ class _Sender:
                     entry.linkname,
                     entry.devmajor,
                     entry.devminor,
+                    xattrs=entry.xattrs,
                 )
             )
             while not pending.empty():
@@ -265,6 +267,7 @@ class FileSyncAttachable:
                 yield wire.err_packet(str(exc))
                 raise TransferError(grpc.StatusCode.UNKNOWN, str(exc)) from None
             finally:
+                sender.files.close()
                 if ledger is not None:
                     ledger.fail()  # no-op after a commit
                 with self._lock:
@@ -287,7 +290,7 @@ def _intersect(theirs: Iterator[Entry], ours: Iterator[Entry]) -> Iterator[Entry
     A hard link whose first path only our patterns dropped becomes a plain file (its size is
     real, and its content is read from its own path).
     """
-    sent: set[bytes] = set()
+    sent: set[bytes] = set()  # multi-link files only: the first path of a link
     mine = next(ours, None)
     for entry in theirs:
         key = compare_key(entry.path)
@@ -298,5 +301,6 @@ def _intersect(theirs: Iterator[Entry], ours: Iterator[Entry]) -> Iterator[Entry
         if entry.requestable:
             if entry.linkname and entry.linkname not in sent:
                 entry.linkname = b""
-            sent.add(entry.path)
+            if entry.nlink > 1:
+                sent.add(entry.path)
         yield entry

@@ -9,6 +9,9 @@ clean and relative, every write happens through directory file descriptors opene
 destination), hard links may only point at files this stream created, and entries must come in
 the receiver's order with their parent directory first. Files and symlinks get the sender's
 mode and mtime, directories too once their contents are written; ownership stays the local user.
+Extended attributes are applied as fsutil's receiver does, best effort (a name the file system or
+our privileges refuse is skipped), but on the entry itself through a descriptor, never through a
+symlink, and on files after their content: writing a file drops ``security.capability``.
 Several streams may write into one destination concurrently (one per platform, each below its own
 ``<os>_<arch>/`` directory): existing directories are merged, other existing entries replaced.
 """
@@ -18,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat as pstat
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from pybuildx.buildkit import fsutil_wire as wire
@@ -38,6 +41,9 @@ from pybuildx.errors import BuildFailed
 __all__ = ["LocalReceiver", "UnsafeStream"]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_PATH_FLAGS = getattr(os, "O_PATH", 0) | os.O_NOFOLLOW | os.O_CLOEXEC
+# Python has xattr calls on Linux only: elsewhere exports come without them.
+_XATTRS = hasattr(os, "setxattr") and hasattr(os, "O_PATH")
 
 
 class UnsafeStream(BuildFailed):
@@ -58,13 +64,42 @@ def _check_path(path: bytes, what: str = "path") -> bytes:
     return path
 
 
-class _File:
-    __slots__ = ("fd", "mode", "mtime", "path")
+def _set_xattrs(target: int | str, xattrs: Mapping[bytes, bytes]) -> None:
+    if not _XATTRS:
+        return
+    for key, value in sorted(xattrs.items()):
+        # Skipped like fsutil does: EPERM (security.*, trusted.* unprivileged; user.* on
+        # symlinks), ENOTSUP, ENOSPC, and names no kernel accepts (ValueError: a NUL byte).
+        with contextlib.suppress(OSError, ValueError):
+            os.setxattr(target, key, value)
 
-    def __init__(self, path: bytes, mode: int, mtime: int) -> None:
+
+def _set_xattrs_at(parent_fd: int, name: bytes, xattrs: Mapping[bytes, bytes]) -> None:
+    """Set them on the entry ``name`` itself, a symlink included, never on what it points to.
+
+    xattr calls have no ``*at`` form before Linux 6.13 and refuse O_PATH descriptors, but the
+    ``/proc/self/fd`` link of one resolves to exactly its inode without following it further.
+    """
+    if not _XATTRS:
+        return
+    try:
+        fd = os.open(name, _PATH_FLAGS, dir_fd=parent_fd)
+    except OSError:
+        return
+    try:
+        _set_xattrs(f"/proc/self/fd/{fd}", xattrs)
+    finally:
+        os.close(fd)
+
+
+class _File:
+    __slots__ = ("fd", "mode", "mtime", "path", "xattrs")
+
+    def __init__(self, path: bytes, mode: int, mtime: int, xattrs: Mapping[bytes, bytes]) -> None:
         self.path = path
         self.mode = mode
         self.mtime = mtime
+        self.xattrs = xattrs
         self.fd = -1
 
 
@@ -133,6 +168,8 @@ class LocalReceiver:
             if not self._clear(parent_fd, name, keep_dir=True):
                 os.mkdir(name, 0o700, dir_fd=parent_fd)
             os.chmod(name, 0o700 | posix_mode(mode), dir_fd=parent_fd)
+            if stat.xattrs:
+                _set_xattrs_at(parent_fd, name, stat.xattrs)
             self._dirs.append((path, mode, stat.mod_time))
             self._dir_paths.add(path)
             return None
@@ -165,7 +202,7 @@ class LocalReceiver:
                 dir_fd=parent_fd,
             )
             os.close(fd)
-            self._files[index] = _File(path, mode, stat.mod_time)
+            self._files[index] = _File(path, mode, stat.mod_time, stat.xattrs)
             self._created.add(path)
             return wire.req_packet(index)
         elif mode & GO_MODE_NAMED_PIPE:
@@ -182,6 +219,9 @@ class LocalReceiver:
                 ) from None
         else:
             raise UnsafeStream(f"unsupported file type in local export: {os.fsdecode(path)!r}")
+        # A hard link shares its target's inode, which gets the attributes with its content.
+        if stat.xattrs and (mode & GO_MODE_SYMLINK or not stat.linkname):
+            _set_xattrs_at(parent_fd, name, stat.xattrs)
         if not mode & GO_MODE_SYMLINK:
             os.chmod(name, posix_mode(mode), dir_fd=parent_fd, follow_symlinks=True)
             if not stat.linkname:
@@ -204,6 +244,8 @@ class LocalReceiver:
             while view:
                 view = view[os.write(file.fd, view) :]
             return False
+        if file.xattrs:  # after the content, before a mode that may deny us writing user.*
+            _set_xattrs(file.fd, file.xattrs)
         os.fchmod(file.fd, posix_mode(file.mode))
         os.utime(file.fd, ns=(file.mtime, file.mtime))
         os.close(file.fd)

@@ -8,10 +8,13 @@ as raw bytes: file names need not be UTF-8, and Go's sender does not validate th
 Wire facts: Packet{type=1 varint, stat=2 message, ID=3 varint, data=4 bytes};
 Stat{path=1, mode=2, uid=3, gid=4, size=5, modTime=6, linkname=7, devmajor=8, devminor=9,
 xattrs=10 map<string,bytes>}. The end-of-listing packet is STAT *without* a stat (``b""``).
+A map is a repeated field of entry messages {key=1, value=2}, both always written (as protobuf
+does); we write entries sorted by key so equal stats encode to equal bytes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -107,6 +110,7 @@ def encode_stat(
     devminor: int = 0,
     uid: int = 0,
     gid: int = 0,
+    xattrs: Sequence[tuple[bytes, bytes]] = (),
 ) -> bytes:
     parts = [b"\x0a", _uvarint(len(path)), path]
     if mode:
@@ -125,6 +129,10 @@ def encode_stat(
         parts += (b"\x40", _varint(devmajor))
     if devminor:
         parts += (b"\x48", _varint(devminor))
+    if xattrs:
+        for key, value in sorted(xattrs):
+            entry = b"\x0a" + _uvarint(len(key)) + key + b"\x12" + _uvarint(len(value)) + value
+            parts += (b"\x52", _uvarint(len(entry)), entry)
     return b"".join(parts)
 
 

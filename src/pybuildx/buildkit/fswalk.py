@@ -15,6 +15,7 @@ Paths are bytes throughout (names are not always UTF-8); patterns see them decod
 # ruff: noqa: PTH112, PTH115, PTH118, PTH120, PTH208
 from __future__ import annotations
 
+import errno
 import os
 import stat as pstat
 from collections.abc import Iterator, Sequence
@@ -32,6 +33,7 @@ __all__ = [
     "compare_key",
     "go_file_mode",
     "posix_mode",
+    "read_xattrs",
     "resolve_follow_paths",
     "walk",
 ]
@@ -116,6 +118,9 @@ class Entry:
     ino: int
     dev: int
     ctime_ns: int
+    nlink: int
+    xattrs: tuple[tuple[bytes, bytes], ...]
+    """Extended attributes as (name, value) pairs sorted by name; ``()`` when there are none."""
 
     @property
     def requestable(self) -> bool:
@@ -231,6 +236,43 @@ class _Dir:
         self.exclude_info = MatchInfo()
 
 
+_UNSUPPORTED = (errno.ENOTSUP, errno.EOPNOTSUPP)
+_SKIPPED_XATTR_PREFIX = b"com.apple."
+_XATTRS = hasattr(os, "listxattr")  # Python has xattr calls on Linux only
+
+
+def read_xattrs(path: bytes) -> tuple[tuple[bytes, bytes], ...]:
+    """The extended attributes of ``path`` itself (symlinks not followed), as fsutil sends them.
+
+    Like fsutil: a file system without xattr support means none, a value that cannot be read
+    (removed meanwhile, no permission) is left out, ``com.apple.*`` names are skipped, and any
+    other failure to list them is an error. An entry that vanished has none (the walk tolerates
+    vanished entries). One ``llistxattr`` per entry: the common no-xattr case costs nothing more.
+    """
+    if not _XATTRS:
+        return ()
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return ()
+    except OSError as exc:
+        if exc.errno in _UNSUPPORTED:
+            return ()
+        raise
+    if not names:
+        return ()
+    pairs = []
+    for name in names:
+        key = os.fsencode(name)
+        if key.startswith(_SKIPPED_XATTR_PREFIX):
+            continue
+        try:
+            pairs.append((key, os.getxattr(path, name, follow_symlinks=False)))
+        except OSError:
+            continue
+    return tuple(sorted(pairs))
+
+
 def _make_entry(rel: bytes, abspath: bytes, st: os.stat_result) -> Entry:
     mode = go_file_mode(st.st_mode)
     fmt = pstat.S_IFMT(st.st_mode)
@@ -253,6 +295,8 @@ def _make_entry(rel: bytes, abspath: bytes, st: os.stat_result) -> Entry:
         st.st_ino,
         st.st_dev,
         st.st_ctime_ns,
+        st.st_nlink,
+        read_xattrs(abspath),
     )
 
 
