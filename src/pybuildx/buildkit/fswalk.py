@@ -357,36 +357,39 @@ class _Walker:
                 entry.linkname = first
         return entry
 
-    def _listing(self, directory: bytes) -> list[os.DirEntry[bytes]]:
-        with os.scandir(directory) as it:
-            children = list(it)
-        children.sort(key=lambda d: d.name)
-        return children
+    @staticmethod
+    def _listing(directory: bytes) -> list[bytes]:
+        # Names, not DirEntry objects: those keep their stat results, ~800 bytes per entry of
+        # the largest directory (160 MB for 200,000 files) against ~70 for a name.
+        return sorted(os.listdir(directory))
 
     def _walk_plain(self, directory: bytes, rel_dir: bytes) -> Iterator[Entry]:
-        for child in self._listing(directory):
-            if not rel_dir and child.name == _METADATA_ENTRY:
+        for name in self._listing(directory):
+            if not rel_dir and name == _METADATA_ENTRY:
                 continue
-            rel = rel_dir + child.name
+            rel = rel_dir + name
+            path = directory + b"/" + name
             try:
-                st = child.stat(follow_symlinks=False)
+                st = os.lstat(path)
             except FileNotFoundError:
                 continue  # vanished during the walk, as fsutil skips it
-            yield self._entry(rel, child.path, st)
+            yield self._entry(rel, path, st)
             if pstat.S_ISDIR(st.st_mode):
-                yield from self._walk_plain(child.path, rel + b"/")
+                yield from self._walk_plain(path, rel + b"/")
 
     def _walk_filtered(self, directory: bytes, rel_dir: bytes) -> Iterator[Entry]:
         parent = self.parents[-1] if self.parents else None
-        for child in self._listing(directory):
-            if not rel_dir and child.name == _METADATA_ENTRY:
+        for name in self._listing(directory):
+            if not rel_dir and name == _METADATA_ENTRY:
                 continue
-            rel = rel_dir + child.name
+            rel = rel_dir + name
+            path = directory + b"/" + name
             text = os.fsdecode(rel)
             try:
-                is_dir = child.is_dir(follow_symlinks=False)
+                st = os.lstat(path)
             except FileNotFoundError:
                 continue
+            is_dir = pstat.S_ISDIR(st.st_mode)
             skip = False
             include_info = exclude_info = MatchInfo()
             if self.include is not None:
@@ -416,24 +419,20 @@ class _Walker:
                     ):
                         continue
                     skip = True
-            try:
-                st = child.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue
             if not skip:
                 for pending in self.parents:
                     if not pending.emitted:
                         pending.emitted = True
                         yield pending.entry
-                entry = self._entry(rel, child.path, st)
+                entry = self._entry(rel, path, st)
                 yield entry
             if is_dir:
-                node = _Dir(_make_entry(rel, child.path, st))
+                node = _Dir(_make_entry(rel, path, st))
                 node.emitted = not skip
                 node.include_info = include_info
                 node.exclude_info = exclude_info
                 self.parents.append(node)
                 try:
-                    yield from self._walk_filtered(child.path, rel + b"/")
+                    yield from self._walk_filtered(path, rel + b"/")
                 finally:
                     self.parents.pop()
