@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import os
+import weakref
 from pathlib import Path
 
 import pytest
 
+from pybuildx.buildkit.directsync import DirectSyncSession
 from pybuildx.buildkit.filesend import LocalDirTarget
 from pybuildx.buildkit.pending_files import PendingFiles
 from pybuildx.buildkit.upload_ledger import UploadLedger
@@ -224,3 +227,32 @@ def test_files_asked_for_late_are_served_from_disk(
         assert sent == sum(p.stat().st_size for p in changed)
     finally:
         ledger.close()
+
+
+def test_the_file_session_ends_cleanly_and_releases_its_call(
+    daemon: Daemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon's normal GOAWAY is not an error, and nothing keeps the session's gRPC call
+    alive after close: a call left to the collector at interpreter exit can deadlock there."""
+    closed: list[tuple[DirectSyncSession, weakref.ref[object]]] = []
+    original = DirectSyncSession.close
+
+    def close(self: DirectSyncSession) -> None:
+        call = weakref.ref(self._call)
+        original(self)
+        closed.append((self, call))
+
+    monkeypatch.setattr(DirectSyncSession, "close", close)
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "f").write_bytes(os.urandom(1 << 20))
+    gc.disable()  # a reference cycle must not be hidden by a collection
+    try:
+        export(daemon, context, dockerfile(tmp_path), tmp_path / "out", via="direct")
+        ((session, call),) = closed
+        assert session.error is None
+        del session
+        closed.clear()
+        assert call() is None
+    finally:
+        gc.enable()

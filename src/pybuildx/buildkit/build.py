@@ -35,7 +35,7 @@ from pybuildx.buildkit.solve import (
     named_context_locals,
     solve_request,
 )
-from pybuildx.buildkit.status_errors import from_rpc_error
+from pybuildx.buildkit.status_errors import describe_failure, from_rpc_error
 from pybuildx.buildkit.upload import UploadAttachable
 from pybuildx.buildkit.upload_ledger import UploadLedger, upload_ledger
 from pybuildx.buildspec import BuildSpec, OutputSpec
@@ -193,7 +193,7 @@ class _StatusReader:
     def __init__(self, channel: grpc.Channel, ref: str, progress: ProgressSink | None) -> None:
         self._call = control_stub(channel).Status(control_pb2.StatusRequest(Ref=ref))
         self._progress = progress
-        self.error: BaseException | None = None
+        self.error: str | None = None  # see DirectSyncSession.error
         self._thread = threading.Thread(target=self._run, name="bk-status", daemon=True)
         self._thread.start()
 
@@ -204,9 +204,9 @@ class _StatusReader:
                     self._progress.write(message)
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.CANCELLED:
-                self.error = exc
+                self.error = describe_failure(exc)
         except Exception as exc:  # a progress writer bug must not hang the build
-            self.error = exc
+            self.error = describe_failure(exc)
 
     def finish(self, timeout: float = _STATUS_DRAIN_S) -> None:
         self._thread.join(timeout)

@@ -41,6 +41,7 @@ from pybuildx.buildkit.filesync import (
     TransferError,
 )
 from pybuildx.buildkit.session import new_id
+from pybuildx.buildkit.status_errors import describe_failure
 from pybuildx.buildkit.upload_ledger import UploadLedger
 
 __all__ = ["DirectSyncSession"]
@@ -101,6 +102,10 @@ class _Stream:
         return len(self.pending) - self.offset
 
 
+class _SessionEnded(Exception):
+    """The daemon ended the session normally (GOAWAY with NO_ERROR)."""
+
+
 class DirectSyncSession:
     """Serves ``dirs`` to the daemon in a session of their own; a context manager.
 
@@ -136,7 +141,10 @@ class DirectSyncSession:
         self._call: grpc.Future | None = None
         self._reader: threading.Thread | None = None
         self._workers: list[threading.Thread] = []
-        self.error: BaseException | None = None
+        self.error: str | None = None
+        """Why the session ended early, if it did (a description: an exception kept here with
+        its traceback would keep the call alive until interpreter exit, where finalizing it can
+        deadlock against grpc's stopped threads)."""
 
     # -- what the Solve needs --------------------------------------------------------------------
     def frontend_attrs(self) -> dict[str, str]:
@@ -307,11 +315,13 @@ class DirectSyncSession:
                     pos += 9 + length
                     header_block = self._on_frame(kind, flags, stream_id, payload, header_block)
                 del buffer[:pos]
+        except _SessionEnded:
+            pass
         except grpc.RpcError as exc:
             if not self._closing and exc.code() != grpc.StatusCode.CANCELLED:
-                self.error = exc
+                self.error = describe_failure(exc)
         except Exception as exc:  # protocol errors (ours or hpack's) end the session
-            self.error = exc
+            self.error = describe_failure(exc)
         finally:
             with self._lock:
                 for stream in self._streams.values():
@@ -376,7 +386,10 @@ class DirectSyncSession:
                     stream.queue.put(PEER_EOF)
                     self._lock.notify_all()
         elif kind == _GOAWAY:
-            raise ConnectionError("the daemon closed the session")
+            code = int.from_bytes(payload[4:8], "big")
+            if code == 0:  # NO_ERROR: how the daemon ends every session
+                raise _SessionEnded
+            raise ConnectionError(f"the daemon closed the session (HTTP/2 error {code})")
         return None
 
     def _on_settings(self, payload: bytes) -> None:

@@ -36,6 +36,7 @@ from grpc_health.v1 import health, health_pb2_grpc
 from pybuildx.buildkit._pb import control_pb2
 from pybuildx.buildkit.control import control_stub
 from pybuildx.buildkit.limits import MESSAGE_LIMIT
+from pybuildx.buildkit.status_errors import describe_failure
 
 __all__ = ["HEALTH_METHODS", "Attachable", "Session", "new_id"]
 
@@ -146,7 +147,7 @@ class Session:
         self._outbound = _BytePipe(_PIPE_LIMIT)
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.error: BaseException | None = None
+        self.error: str | None = None  # see DirectSyncSession.error
 
     @property
     def socket_path(self) -> Path | None:
@@ -230,7 +231,7 @@ class Session:
                     break
         except OSError as exc:
             if not self._stopping.is_set():
-                self.error = exc
+                self.error = describe_failure(exc)
         finally:
             self._outbound.close()
 
@@ -242,10 +243,10 @@ class Session:
                 self._sock.sendall(message.data)
         except grpc.RpcError as exc:
             if not self._stopping.is_set() and exc.code() != grpc.StatusCode.CANCELLED:
-                self.error = exc
+                self.error = describe_failure(exc)
         except OSError as exc:
             if not self._stopping.is_set():
-                self.error = exc
+                self.error = describe_failure(exc)
         finally:
             # The daemon reads no more: unblock the outbound relay.
             self._outbound.abandon()

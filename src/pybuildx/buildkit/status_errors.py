@@ -18,7 +18,7 @@ from google.rpc import status_pb2
 from pybuildx.buildkit._pb import errdefs_pb2
 from pybuildx.errors import BuildFailed, ConnectError, DaemonError, PybuildxError
 
-__all__ = ["SourceLocation", "from_rpc_error", "source_locations"]
+__all__ = ["SourceLocation", "describe_failure", "from_rpc_error", "source_locations"]
 
 _DETAILS_KEY = "grpc-status-details-bin"
 _SOURCE_TYPE_SUFFIX = "errdefs.Source+json"
@@ -157,3 +157,11 @@ def from_rpc_error(error: grpc.RpcError, *, action: str, target: str = "") -> Py
     if action == "build":
         return BuildFailed(message)
     return DaemonError(message)
+
+
+def describe_failure(error: BaseException) -> str:
+    """One line for a background thread's failure, kept instead of the exception itself: its
+    traceback would hold the thread's frames (and a gRPC call in them) alive until exit."""
+    if isinstance(error, grpc.RpcError) and hasattr(error, "code"):
+        return f"{error.code().name}: {error.details()}"
+    return f"{type(error).__name__}: {error}"
