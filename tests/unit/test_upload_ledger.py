@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from pybuildx.buildkit.fswalk import Entry, walk
@@ -142,4 +144,48 @@ def test_a_damaged_record_file_starts_a_new_generation(tmp_path: Path) -> None:
 
     again = UploadLedger.open(tmp_path / "ledger", "scope")
     assert again is not None and again.shared_key != key  # a full upload, never a stale one
+    again.close()
+
+
+_FULL_DISK_CHILD = """
+import os, resource, signal, sys
+from pathlib import Path
+from pybuildx.buildkit.fswalk import walk
+from pybuildx.buildkit.upload_ledger import UploadLedger
+
+root, ledger_dir = Path(sys.argv[1]), Path(sys.argv[2])
+ledger = UploadLedger.open(ledger_dir, "scope")
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
+transfer = ledger.begin("context")
+sent = {e.path: transfer.mtime_to_send(e) for e in walk(root)}
+transfer.commit()
+real = {e.path: e.mtime_ns for e in walk(root) if e.requestable}
+print("ok" if sent == real else "wrong")
+"""
+
+
+def test_a_ledger_that_cannot_be_written_does_not_fail_the_build(tmp_path: Path) -> None:
+    """A full disk under the ledger: the transfer still gets its mtimes, nothing half-written
+    is trusted, and the next build starts a new generation (a full upload)."""
+    root = tmp_path / "ctx"
+    root.mkdir()
+    for index in range(5000):  # more than a chunk of records, far more than 4 KiB
+        (root / f"file-{index:05d}").write_text("x")
+    ledger_dir = tmp_path / "ledger"
+    ledger = UploadLedger.open(ledger_dir, "scope")
+    assert ledger is not None
+    key = ledger.shared_key
+    ledger.close()
+
+    child = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK_CHILD, str(root), str(ledger_dir)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (child.returncode, child.stdout.strip()) == (0, "ok"), child.stderr
+    assert not list(ledger_dir.rglob("*.tmp"))
+    again = UploadLedger.open(ledger_dir, "scope")
+    assert again is not None and again.shared_key != key
     again.close()

@@ -98,7 +98,8 @@ class RecordWriter:
         return self.path
 
     def discard(self) -> None:
-        self._file.close()
+        with contextlib.suppress(OSError):  # closing flushes, which fails on a full disk
+            self._file.close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 

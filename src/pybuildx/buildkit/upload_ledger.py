@@ -152,13 +152,21 @@ class UploadLedger:
         return f"pybuildx-{self._node}-{self._generation}"
 
     def begin(self, dir_name: str) -> LedgerTransfer:
+        """A transfer of ``dir_name``. When the ledger cannot be written (a full disk), the
+        transfer still decides from the previous records but records nothing, and the next
+        build starts a new generation."""
+        state = self._state_path(dir_name)
         with self._mutex:
-            if self._active == 0 and not self._failed:
-                _write_private(self._dir / _DIRTY, b"")
             self._active += 1
             version = self._versions.get(dir_name, 0)
-        state = self._state_path(dir_name)
-        return LedgerTransfer(self, dir_name, read_records(state), RecordWriter(state), version)
+            writer: RecordWriter | None = None
+            try:
+                if self._active == 1 and not self._failed:
+                    _write_private(self._dir / _DIRTY, b"")
+                writer = RecordWriter(state)
+            except OSError:
+                self._failed = True
+        return LedgerTransfer(self, dir_name, read_records(state), writer, version)
 
     def _state_path(self, dir_name: str) -> Path:
         digest = hashlib.sha256(dir_name.encode("utf-8", "surrogateescape")).hexdigest()[:32]
@@ -200,7 +208,7 @@ class LedgerTransfer:
         ledger: UploadLedger,
         dir_name: str,
         old: Iterator[Record],
-        writer: RecordWriter,
+        writer: RecordWriter | None,
         version: int,
     ) -> None:
         self._ledger = ledger
@@ -210,21 +218,31 @@ class LedgerTransfer:
         self._writer = writer
         self._version = version
         self._last_key = b""
-        self._in_order = True
         self._done = False
+
+    def _record(self, record: Record) -> None:
+        if self._writer is None:
+            return
+        try:
+            self._writer.add(record)
+        except OSError:  # e.g. a full disk: the commit becomes a failure, the build goes on
+            self._writer.discard()
+            self._writer = None
 
     def mtime_to_send(self, entry: Entry) -> int:
         if entry.linkname or not entry.requestable:
             return entry.mtime_ns
         size, mtime = entry.size, entry.mtime_ns
         key = compare_key(entry.path)
-        if key <= self._last_key:
-            self._in_order = False  # never expected: the commit then becomes a failure
+        if key <= self._last_key:  # never expected: stop recording, the commit becomes a failure
+            if self._writer is not None:
+                self._writer.discard()
+                self._writer = None
             return mtime
         self._last_key = key
         old = self._next_old
         while old is not None and old[0] < key:
-            self._writer.add(_copied(old))
+            self._record(_copied(old))
             old = next(self._old, None)
         sent = mtime
         if old is not None and old[0] == key:
@@ -234,30 +252,30 @@ class LedgerTransfer:
                 sent = mtime + 1
             old = next(self._old, None)
         self._next_old = old
-        self._writer.add((key, size, mtime, entry.ctime_ns, entry.ino, sent, True))
+        self._record((key, size, mtime, entry.ctime_ns, entry.ino, sent, True))
         return sent
 
     def commit(self) -> None:
         if self._done:
             return
-        if not self._in_order:
-            self.fail()
-            return
+        if self._next_old is not None:
+            self._record(_copied(self._next_old))
+        for old in self._old:
+            self._record(_copied(old))
+        written: Path | None = None
+        if self._writer is not None:
+            try:
+                written = self._writer.finish()
+            except OSError:
+                self._writer.discard()
+        self._writer = None
         self._done = True
-        try:
-            if self._next_old is not None:
-                self._writer.add(_copied(self._next_old))
-            for old in self._old:
-                self._writer.add(_copied(old))
-            written = self._writer.finish()
-        except (OSError, ValueError, EOFError):
-            self._writer.discard()
-            self._ledger._finish(self._dir_name, None, self._version)
-            return
         self._ledger._finish(self._dir_name, written, self._version)
 
     def fail(self) -> None:
         if not self._done:
             self._done = True
-            self._writer.discard()
+            if self._writer is not None:
+                self._writer.discard()
+                self._writer = None
             self._ledger._finish(self._dir_name, None, self._version)
