@@ -24,6 +24,7 @@ from pybuildx.buildspec import BuildSpec, OutputSpec
 from pybuildx.config import Platform
 from pybuildx.transport.channel import open_channel
 from tests.testbed import Daemon
+from tests.xattrs import xattrs_of
 
 
 @dataclass
@@ -111,14 +112,6 @@ def buildctl_export(daemon: Daemon, context: Path, dockerfile_dir: Path, output:
     )
 
 
-def xattrs(path: bytes | Path) -> dict[bytes, bytes]:
-    """The extended attributes of ``path`` itself (not following a symlink)."""
-    return {
-        os.fsencode(name): os.getxattr(path, name, follow_symlinks=False)
-        for name in os.listxattr(path, follow_symlinks=False)
-    }
-
-
 def snapshot(root: Path, *, mtimes: bool = True) -> dict[bytes, tuple[object, ...]]:
     """Every entry below ``root``: type, mode bits, content digest or link, hard-link group,
     extended attributes."""
@@ -141,7 +134,7 @@ def snapshot(root: Path, *, mtimes: bool = True) -> dict[bytes, tuple[object, ..
                     detail = (detail, first_path.setdefault(key, rel))
             elif kind == stat.S_IFLNK:
                 detail = os.readlink(full)
-            entry: tuple[object, ...] = (kind, stat.S_IMODE(st.st_mode), detail, xattrs(full))
+            entry: tuple[object, ...] = (kind, stat.S_IMODE(st.st_mode), detail, xattrs_of(full))
             if mtimes and kind != stat.S_IFDIR:
                 entry += (st.st_mtime_ns,)
             out[rel] = entry

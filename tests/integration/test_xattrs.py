@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import io
 import os
-import struct
 import tarfile
 from pathlib import Path
 
@@ -22,15 +21,14 @@ import pytest
 from pybuildx.buildkit.filesend import LocalDirTarget, StreamTarget
 from pybuildx.buildkit.upload_ledger import UploadLedger
 from pybuildx.buildspec import OutputSpec
-from tests.integration.localbuild import Solved, buildctl_export, solve, xattrs
+from tests.integration.localbuild import Solved, buildctl_export, solve
 from tests.testbed import Daemon
+from tests.xattrs import NET_BIND_SERVICE_EP, xattrs_of
 
 pytestmark = pytest.mark.integration
 
 USER_KEY = "user.pybuildx.test"
 CAP_KEY = "security.capability"
-# struct vfs_cap_data, revision 2 with the effective flag: permitted = CAP_NET_BIND_SERVICE (10).
-NET_BIND_SERVICE_EP = struct.pack("<5I", 0x02000000 | 0x1, 1 << 10, 0, 0, 0)
 DOCKERFILE = "FROM scratch\nCOPY plain capable /\nADD caps.tar /fromtar/\n"
 
 
@@ -109,8 +107,8 @@ def test_local_export_writes_xattrs_and_file_capabilities(daemon: Daemon, tmp_pa
     context, holder = project(tmp_path)
     out = tmp_path / "out"
     local_export(daemon, context, holder, out)
-    assert xattrs(out / "plain") == {USER_KEY.encode(): b"hello"}
-    assert xattrs(out / "fromtar/tarcap") == {
+    assert xattrs_of(out / "plain") == {USER_KEY.encode(): b"hello"}
+    assert xattrs_of(out / "fromtar/tarcap") == {
         CAP_KEY.encode(): NET_BIND_SERVICE_EP,
         b"user.fromtar": b"v",
     }

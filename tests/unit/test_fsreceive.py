@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 import threading
@@ -22,6 +21,7 @@ from pybuildx.buildkit.fswalk import (
     GO_MODE_SYMLINK,
 )
 from pybuildx.errors import BuildFailed
+from tests.xattrs import NET_BIND_SERVICE_EP, need_user_xattrs, xattrs_of
 
 MTIME = 1_600_000_000_987_654_321
 
@@ -211,22 +211,10 @@ def test_sender_error_and_early_end_fail_the_export(tmp_path: Path) -> None:
         list(LocalReceiver(tmp_path / "b").run(early))
 
 
-def own_xattrs(path: Path) -> dict[bytes, bytes]:
-    return {
-        os.fsencode(name): os.getxattr(path, name, follow_symlinks=False)
-        for name in os.listxattr(path, follow_symlinks=False)
-    }
-
-
 def test_xattrs_land_on_the_entries_themselves(tmp_path: Path) -> None:
-    try:
-        os.setxattr(tmp_path, "user.probe", b"")
-    except OSError as exc:
-        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
-            pytest.skip(f"no user xattrs on {tmp_path}")
-        raise
+    need_user_xattrs(tmp_path)
     root = os.geteuid() == 0
-    cap = bytes.fromhex("0100000200040000000000000000000000000000")  # cap_net_bind_service=ep
+    cap = NET_BIND_SERVICE_EP
     items = [
         Item(b"d", GO_MODE_DIR | 0o555, xattrs={b"user.dir": b"1"}),
         Item(
@@ -246,12 +234,12 @@ def test_xattrs_land_on_the_entries_themselves(tmp_path: Path) -> None:
     ]
     dest = tmp_path / "out"
     FakeSender(items).run(dest)
-    assert own_xattrs(dest / "d") == {b"user.dir": b"1"}
+    assert xattrs_of(dest / "d") == {b"user.dir": b"1"}
     # Set after the content (a write drops a file capability); the NUL name is skipped.
     tool = {b"user.file": b"2", **({b"security.capability": cap} if root else {})}
-    assert own_xattrs(dest / "d/tool") == tool
+    assert xattrs_of(dest / "d/tool") == tool
     assert (dest / "d/tool").read_bytes() == b"#!/bin/sh\n"
-    assert own_xattrs(dest / "d/tool-link") == tool  # the same inode
+    assert xattrs_of(dest / "d/tool-link") == tool  # the same inode
     # On the symlink itself, never its target; user.* is refused on symlinks and FIFOs.
-    assert own_xattrs(dest / "link") == ({b"trusted.link": b"4"} if root else {})
-    assert own_xattrs(dest / "pipe") == ({b"trusted.pipe": b"5"} if root else {})
+    assert xattrs_of(dest / "link") == ({b"trusted.link": b"4"} if root else {})
+    assert xattrs_of(dest / "pipe") == ({b"trusted.pipe": b"5"} if root else {})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import queue
 import stat
@@ -33,6 +32,7 @@ from pybuildx.buildkit.fswalk import (
     posix_mode,
     walk,
 )
+from tests.xattrs import NET_BIND_SERVICE_EP, need_user_xattrs
 
 
 def paths(root: Path, **filters: tuple[str, ...]) -> list[str]:
@@ -259,20 +259,6 @@ def test_client_ignore_patterns_combine_with_the_daemons(tmp_path: Path) -> None
     assert [e.path for e in entries] == [b"keep", b"src", b"src/a", b"z-link-to-secret"]
     # Its first path was dropped by our patterns: sent as a plain file, never a dangling link.
     assert entries[-1].linkname == b"" and entries[-1].size == len("secret.env")
-
-
-# struct vfs_cap_data, revision 2, effective: cap_net_bind_service=ep.
-NET_BIND_SERVICE_EP = bytes.fromhex("0100000200040000000000000000000000000000")
-
-
-def need_user_xattrs(path: Path) -> None:
-    try:
-        os.setxattr(path, "user.probe", b"")
-    except OSError as exc:
-        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
-            pytest.skip(f"no user xattrs on {path}")
-        raise
-    os.removexattr(path, "user.probe")
 
 
 def test_entries_carry_their_own_xattrs_sorted(tmp_path: Path) -> None:

@@ -41,7 +41,8 @@ def test_same_size_and_mtime_rewrite_gets_a_different_mtime(tmp_path: Path) -> N
     ledger.close()
 
 
-def test_failed_transfer_rotates_the_shared_key(tmp_path: Path) -> None:
+def one_committed_transfer(tmp_path: Path) -> tuple[Path, str]:
+    """A context with one file sent once through a new ledger; returns it and the shared key."""
     root = tmp_path / "ctx"
     root.mkdir()
     (root / "f").write_text("x")
@@ -50,7 +51,11 @@ def test_failed_transfer_rotates_the_shared_key(tmp_path: Path) -> None:
     key = ledger.shared_key
     sent_mtimes(ledger, root)
     ledger.close()
+    return root, key
 
+
+def test_failed_transfer_rotates_the_shared_key(tmp_path: Path) -> None:
+    root, key = one_committed_transfer(tmp_path)
     again = UploadLedger.open(tmp_path / "ledger", "scope")
     assert again is not None and again.shared_key == key  # clean: same key, incremental
     transfer = again.begin("context")
@@ -131,14 +136,7 @@ def test_overlapping_transfers_of_one_name_both_count(tmp_path: Path) -> None:
 
 
 def test_a_damaged_record_file_starts_a_new_generation(tmp_path: Path) -> None:
-    root = tmp_path / "ctx"
-    root.mkdir()
-    (root / "f").write_text("x")
-    ledger = UploadLedger.open(tmp_path / "ledger", "scope")
-    assert ledger is not None
-    key = ledger.shared_key
-    sent_mtimes(ledger, root)
-    ledger.close()
+    _, key = one_committed_transfer(tmp_path)
     (state,) = (tmp_path / "ledger").rglob("*.state")
     state.write_bytes(state.read_bytes()[:-3])  # e.g. a crash before the data reached the disk
 
