@@ -39,11 +39,7 @@ STAT, REQ, DATA, FIN, ERR = 0, 1, 2, 3, 4
 _U64 = 1 << 64
 
 
-def _varint(value: int) -> bytes:
-    if value < 0:
-        value += _U64
-    if value < 0x80:
-        return bytes((value,))
+def _varint_slow(value: int) -> bytes:
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -52,7 +48,23 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-_SMALL = [_varint(i) for i in range(1 << 14)]
+_SMALL = [_varint_slow(i) for i in range(1 << 14)]
+# The low 14 bits of a larger value: two bytes, both with the continuation bit.
+_LOW14 = [bytes(((i & 0x7F) | 0x80, (i >> 7) | 0x80)) for i in range(1 << 14)]
+
+
+def _varint(value: int) -> bytes:
+    # 14 bits per table lookup: a nanosecond mtime takes 5 steps instead of 9 byte steps.
+    if value < 0:
+        value += _U64
+    if value < 16384:
+        return _SMALL[value]
+    parts = []
+    while value >= 16384:
+        parts.append(_LOW14[value & 0x3FFF])
+        value >>= 14
+    parts.append(_SMALL[value])
+    return b"".join(parts)
 
 
 def _uvarint(value: int) -> bytes:
