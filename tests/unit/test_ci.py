@@ -56,6 +56,22 @@ def test_masks_on_github_warning_on_gitlab_silence_elsewhere(
     assert capsys.readouterr() == ("", "")
 
 
+def test_each_secret_is_announced_once_per_run(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every node of a builder loads the same secrets: one mask (or warning) is enough."""
+    on_github = ci.detect({"GITHUB_ACTIONS": "true"})
+    on_github.mask_secrets([b"first-secret"])
+    on_github.mask_secrets([b"first-secret"])
+    on_github.mask_secrets([b"first-secret", b"second-secret"])
+    assert capsys.readouterr().err.splitlines() == [
+        "::add-mask::first-secret",
+        "::add-mask::second-secret",
+    ]
+    on_gitlab = ci.detect({"GITLAB_CI": "true"})
+    for values in ([b"first-secret"], [b"first-secret"], [b"second-secret"]):
+        on_gitlab.mask_secrets(values)
+    assert capsys.readouterr().err.count("GitLab cannot mask secrets") == 1
+
+
 def test_mask_commands_encode_percent_as_the_runner_decodes_it() -> None:
     # The runner turns %25 back into % (and %0A into a line break) in command data.
     assert ci.github.mask_commands([b"p%0Ass", b"  spaced  \n\n", b"p%0Ass"]) == [

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -25,13 +27,27 @@ class CiEnvironment:
     registry_credentials: tuple[ExplicitCredential, ...] = ()
     """Registry logins the CI gives the job (tried after the flags, before the docker config)."""
 
+    _announced: set[bytes] = field(default_factory=set, init=False, repr=False, compare=False)
+    _lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
+
     def mask_secrets(self, values: Iterable[bytes]) -> None:
         """Our own output is redacted, but a RUN step can still print a secret where we do not
         redact (the daemon's logs, build history): ask the CI to mask the values in its job log.
-        On stderr: stdout may carry the build result (``-o -``)."""
+        Once per value, also when every node of a builder loads the same secrets. On stderr:
+        stdout may carry the build result (``-o -``)."""
+        if self.kind == "local":
+            return
+        with self._lock:
+            first = not self._announced
+            fresh = [v for v in values if hashlib.sha256(v).digest() not in self._announced]
+            self._announced.update(hashlib.sha256(v).digest() for v in fresh)
+        if not fresh:
+            return
         if self.kind == "github":
-            github.write_masks(values, sys.stderr)
-        elif self.kind == "gitlab":
+            github.write_masks(fresh, sys.stderr)
+        elif first:
             gitlab.warn_no_masking(sys.stderr)
 
 
