@@ -6,7 +6,7 @@ import base64
 import json
 from pathlib import Path
 
-from kubecommon import API_PORT, BUILDER_SA, NAMESPACE, run, write_private
+from kubecommon import API_PORT, BUILDER_SA, KUBECTL, NAMESPACE, run, write_private
 
 SERVER = f"https://127.0.0.1:{API_PORT}"
 
@@ -53,7 +53,7 @@ def write_kubeconfig(
 
 
 def kubectl(admin_kubeconfig: Path, *args: str, input_text: str | None = None) -> str:
-    argv = ["kubectl", f"--kubeconfig={admin_kubeconfig}", *args]
+    argv = [KUBECTL, f"--kubeconfig={admin_kubeconfig}", *args]
     return run(argv, capture=True, input_text=input_text).stdout
 
 

@@ -24,6 +24,7 @@ KUBE_VERSION = "v1.31.14"
 
 CACHE = Path(os.environ.get("PYBUILDX_CACHE", "/var/cache/pybuildx"))
 KUBE_BIN = CACHE / f"kube-{KUBE_VERSION}" / "bin"
+KUBECTL = str(KUBE_BIN / "kubectl")  # built with the server binaries, not taken from the machine
 BUILDKIT_BIN = CACHE / "buildkit-v0.18.2" / "bin"
 IMAGES_CACHE = CACHE / "images"
 

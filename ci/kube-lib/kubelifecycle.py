@@ -18,6 +18,7 @@ from kubecommon import (
     HERE,
     KUBE_BIN,
     KUBE_VERSION,
+    KUBECTL,
     LIB,
     LOGS,
     NAMESPACE,
@@ -155,14 +156,12 @@ def _ensure_packages() -> None:
         env = {"DEBIAN_FRONTEND": "noninteractive"}
         run(["apt-get", "update", "-q"], env=env)  # a fresh machine has no package lists
         run(["apt-get", "install", "-y", "--no-install-recommends", *missing], env=env)
-    if not shutil.which("kubectl"):
-        # Debian's kubernetes-client is 1.20: too old for `kubectl create token` (1.24+).
-        raise KubeBedError("kubectl >= 1.24 is needed on PATH (the CI image has /usr/bin/kubectl)")
 
 
 def _ensure_binaries() -> None:
     _ensure_packages()
-    wanted = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "pause"]
+    wanted = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet"]
+    wanted += ["kubectl", "pause"]
     if all((KUBE_BIN / name).is_file() for name in wanted):
         return
     log(f"building Kubernetes {KUBE_VERSION} (one binary at a time; a cold build takes a while)")
@@ -206,7 +205,7 @@ def _start_node(node: NodeSpec, bed_image: tuple[Path, str] | None) -> None:
 
 def _wait_nodes_ready() -> None:
     def ready() -> bool:
-        argv = ["kubectl", f"--kubeconfig={ADMIN_KUBECONFIG}", "get", "nodes", "-o", "json"]
+        argv = [KUBECTL, f"--kubeconfig={ADMIN_KUBECONFIG}", "get", "nodes", "-o", "json"]
         out = subprocess.run(argv, capture_output=True, text=True, check=False).stdout
         try:
             items = json.loads(out)["items"]
@@ -348,7 +347,7 @@ def _exec_probe(admin: Path, image: str) -> str:
         while True:
             probe = run(
                 [
-                    "kubectl",
+                    KUBECTL,
                     f"--kubeconfig={admin}",
                     "exec",
                     "-n",
@@ -377,7 +376,7 @@ def _exec_probe(admin: Path, image: str) -> str:
     finally:
         run(
             [
-                "kubectl",
+                KUBECTL,
                 f"--kubeconfig={admin}",
                 "delete",
                 "-n",
