@@ -16,12 +16,18 @@ from typing import Any
 
 import pytest
 
-from tests.testbed import need
+from tests.testbed import load_state, need
 
 STATE_FILE = Path(os.environ.get("PYBUILDX_KUBE_STATE", "/run/pybuildx-kube/state.json"))
 UP_HINT = "start it with `sudo ci/kube up` (see ci/kube-lib/README.md)"
 
-__all__ = ["KubeBed", "KubeNode"]
+__all__ = [
+    "KubeBed",
+    "KubeNode",
+    "buildkit_container",
+    "buildkit_deployment",
+    "buildkit_pod_spec",
+]
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,48 @@ class KubeBed:
             if node.labels.get("pybuildx.test/pool") == pool:
                 return node
         raise LookupError(f"no node in pool {pool!r}")
+
+
+def buildkit_container(image: str) -> dict[str, Any]:
+    """A privileged buildkitd container on an emptyDir "state" volume, ready once buildctl sees
+    its workers."""
+    return {
+        "name": "buildkitd",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "securityContext": {"privileged": True},
+        "readinessProbe": {
+            "exec": {"command": ["buildctl", "debug", "workers"]},
+            "periodSeconds": 2,
+        },
+        "volumeMounts": [{"name": "state", "mountPath": "/var/lib/buildkit"}],
+    }
+
+
+def buildkit_pod_spec(container: dict[str, Any]) -> dict[str, Any]:
+    """The pod spec around a `buildkit_container`: its state volume, a quick termination."""
+    return {
+        "terminationGracePeriodSeconds": 2,
+        "containers": [container],
+        "volumes": [{"name": "state", "emptyDir": {}}],
+    }
+
+
+def buildkit_deployment(name: str, image: str, pool: str | None = None) -> dict[str, Any]:
+    """One buildkitd replica labelled app=<name>, pinned to a node pool when given."""
+    spec = buildkit_pod_spec(buildkit_container(image))
+    if pool is not None:
+        spec["nodeSelector"] = {"pybuildx.test/pool": pool}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": spec},
+        },
+    }
 
 
 def _api_answers(server: str, admin_kubeconfig: Path) -> str | None:
@@ -85,15 +133,7 @@ def _api_answers(server: str, admin_kubeconfig: Path) -> str | None:
 @pytest.fixture(scope="session")
 def kube() -> KubeBed:
     """The ci/kube cluster: kubeconfigs, namespace, labelled nodes, the buildkit image."""
-    try:
-        state: dict[str, Any] | None = json.loads(STATE_FILE.read_text())
-    except FileNotFoundError:
-        state = None
-    except (OSError, ValueError) as err:
-        state = None
-        need(False, f"ci/kube state {STATE_FILE} unreadable ({err}); {UP_HINT}")
-    need(state, f"the Kubernetes bed is not up (no {STATE_FILE}); {UP_HINT}")
-    assert state is not None
+    state = load_state(STATE_FILE, "the Kubernetes bed", UP_HINT)
     bed = KubeBed(
         version=state["version"],
         server=state["server"],

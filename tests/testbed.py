@@ -14,7 +14,7 @@ import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ __all__ = [
     "BedTLS",
     "BuildkitImage",
     "Daemon",
+    "bed_daemon",
+    "load_state",
     "need",
 ]
 
@@ -69,7 +71,7 @@ class AuthRegistry:
     host: str
     ca: Path
     username: str
-    password: str
+    password: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -116,22 +118,28 @@ def _section(state: dict[str, Any], key: str, what: str) -> dict[str, Any]:
     return info
 
 
-@pytest.fixture(scope="session")
-def bed() -> dict[str, Any]:
-    """The whole bed's state (see ci/README.md for its keys)."""
+def load_state(path: Path, what: str, up_hint: str) -> dict[str, Any]:
+    """A bed's state file; skip (or fail, see `need`) when it is missing or unreadable."""
     try:
-        state = json.loads(STATE_FILE.read_text())
+        state = json.loads(path.read_text())
     except FileNotFoundError:
         state = None
     except (OSError, ValueError) as err:
         state = None
-        need(False, f"test bed state {STATE_FILE} unreadable ({err}); {UP_HINT}")
-    need(state, f"test bed is not up (no {STATE_FILE}); {UP_HINT}")
+        need(False, f"{what} state {path} unreadable ({err}); {up_hint}")
+    need(state, f"{what} is not up (no {path}); {up_hint}")
     assert isinstance(state, dict)
     return state
 
 
-def _daemon(bed: dict[str, Any], name: str) -> Daemon:
+@pytest.fixture(scope="session")
+def bed() -> dict[str, Any]:
+    """The whole bed's state (see ci/README.md for its keys)."""
+    return load_state(STATE_FILE, "test bed", UP_HINT)
+
+
+def bed_daemon(bed: dict[str, Any], name: str) -> Daemon:
+    """One named bed buildkitd (for a test that needs more than the `daemon` fixture's one)."""
     info = _section(bed.get("daemons", {}), name, f"buildkitd {name!r}")
     tls = info["tls"]
     daemon = Daemon(
@@ -155,13 +163,13 @@ def _daemon(bed: dict[str, Any], name: str) -> Daemon:
 @pytest.fixture(scope="session", params=DAEMON_NAMES)
 def daemon(request: pytest.FixtureRequest, bed: dict[str, Any]) -> Daemon:
     """Each bed buildkitd in turn ("v0.18" = v0.18.2, "current" = the pinned latest release)."""
-    return _daemon(bed, request.param)
+    return bed_daemon(bed, request.param)
 
 
 @pytest.fixture(scope="session")
 def current_daemon(bed: dict[str, Any]) -> Daemon:
     """Only the current buildkitd (for tests that need one daemon, not the matrix)."""
-    return _daemon(bed, "current")
+    return bed_daemon(bed, "current")
 
 
 @pytest.fixture(scope="session")
@@ -215,15 +223,6 @@ def buildkit_image(bed: dict[str, Any], registry: str) -> BuildkitImage:
     image = BuildkitImage(ref=info["ref"], latest=info["latest"], tarball=Path(info["tarball"]))
     need(image.tarball.exists(), f"{image.tarball} is missing; {UP_HINT}")
     return image
-
-
-@pytest.fixture(scope="session")
-def buildx(bed: dict[str, Any]) -> Path:
-    """docker buildx (for benchmarks against it)."""
-    info = _section(bed, "buildx", "docker buildx (not built? see `ci/testbed up` output)")
-    path = Path(info["path"])
-    need(path.exists(), f"{path} is missing; {UP_HINT}")
-    return path
 
 
 @pytest.fixture

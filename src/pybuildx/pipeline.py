@@ -70,11 +70,7 @@ class PipelineResult:
     digest: str | None = None
     """The pushed index's digest for a multi-node push, else the single result's digest."""
     exporter_response: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def response(self) -> Mapping[str, str]:
-        """The exporter response as one build gives it (metadata file, iidfile)."""
-        return self.exporter_response
+    """As one build gives it (metadata file, iidfile)."""
 
 
 def default_builder(environ: Mapping[str, str] | None = None) -> BuilderSpec:
@@ -234,6 +230,18 @@ def _with_default_load(
 # -- the job ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _SolveContext:
+    """What every node's solve in one run shares besides the spec."""
+
+    scratch: Path
+    progress: ProgressSink | None
+    attachables: Sequence[Attachable]
+    cache: control_pb2.CacheOptions | None
+    extra_frontend_attrs: Mapping[str, str] | None
+    surroundings: Surroundings
+
+
 class _LockedProgress:
     """Nodes solve concurrently; progress writers are not thread-safe."""
 
@@ -303,21 +311,16 @@ def _solve_all(
     spec: BuildSpec,
     active: ActiveBuilder,
     plans: Sequence[NodePlan],
-    *,
-    scratch: Path,
-    progress: ProgressSink | None,
-    attachables: Sequence[Attachable],
-    cache: control_pb2.CacheOptions | None,
-    extra_frontend_attrs: Mapping[str, str] | None,
-    surroundings: Surroundings,
+    ctx: _SolveContext,
 ) -> tuple[list[NodeBuild], list[Path]]:
     multi_node = len(plans) > 1
+    progress = ctx.progress
     sink = _LockedProgress(progress) if progress is not None and multi_node else progress
     loads: list[Path] = []
     jobs: list[Job[NodeBuild]] = []
     for index, node_plan in enumerate(plans):
         node = active.spec.nodes[node_plan.node]
-        node_dir = scratch / str(index)
+        node_dir = ctx.scratch / str(index)
         node_dir.mkdir(mode=0o700)
         outputs, load_file = _node_outputs(
             spec.outputs, multi_node=multi_node, driver=node.driver, scratch=node_dir
@@ -334,14 +337,14 @@ def _solve_all(
                 active.channel(node_plan.node),
                 spec,
                 platforms=node_plan.platforms or None,
-                attachables=attachables,
+                attachables=ctx.attachables,
                 progress=sink,
                 multi_platform=multi_node,
                 outputs=outputs,
-                extra_frontend_attrs=extra_frontend_attrs,
-                cache=cache,
+                extra_frontend_attrs=ctx.extra_frontend_attrs,
+                cache=ctx.cache,
                 target=node.name,
-                surroundings=surroundings,
+                surroundings=ctx.surroundings,
             )
             return NodeBuild(node.name, node_plan.platforms, result)
 
@@ -373,9 +376,7 @@ def run(
         active = ActiveBuilder(builder_spec, ephemeral=ephemeral, store=store)
         scratch = Path(tempfile.mkdtemp(prefix="pybuildx-run-"))
         try:
-            return _run_on(
-                spec,
-                active,
+            ctx = _SolveContext(
                 scratch=scratch,
                 progress=progress,
                 attachables=attachables,
@@ -383,6 +384,7 @@ def run(
                 extra_frontend_attrs=extra_frontend_attrs,
                 surroundings=surroundings or Surroundings(),
             )
+            return _run_on(spec, active, ctx)
         except Terminated as exc:
             _log.warning("%s received: cancelling the build and removing what it started", exc)
             raise
@@ -392,34 +394,14 @@ def run(
                 shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _run_on(
-    spec: BuildSpec,
-    active: ActiveBuilder,
-    *,
-    scratch: Path,
-    progress: ProgressSink | None,
-    attachables: Sequence[Attachable],
-    cache: control_pb2.CacheOptions | None,
-    extra_frontend_attrs: Mapping[str, str] | None,
-    surroundings: Surroundings,
-) -> PipelineResult:
+def _run_on(spec: BuildSpec, active: ActiveBuilder, ctx: _SolveContext) -> PipelineResult:
     spec, plans = _plan(spec, active)
-    builds, loads = _solve_all(
-        spec,
-        active,
-        plans,
-        scratch=scratch,
-        progress=progress,
-        attachables=attachables,
-        cache=cache,
-        extra_frontend_attrs=extra_frontend_attrs,
-        surroundings=surroundings,
-    )
+    builds, loads = _solve_all(spec, active, plans, ctx)
     for tarball in loads:
         _load_into_docker(tarball)
     names = _push_names(spec.outputs)
     if len(builds) > 1 and names:
-        digest = _merge(builds, spec.outputs, spec.registry_auths, surroundings)
+        digest = _merge(builds, spec.outputs, spec.registry_auths, ctx.surroundings)
         response = {"containerimage.digest": digest, "image.name": ",".join(names)}
         return PipelineResult(active.spec.name, tuple(builds), digest, response)
     first = builds[0].result

@@ -7,12 +7,16 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.testbed import need
 
@@ -53,8 +57,9 @@ def cli_env(tmp: Path, **extra: str) -> dict[str, str]:
 
 
 def ci_build(
-    *args: str | Path, env: dict[str, str], timeout: float = 300
+    *args: str | Path, env: dict[str, str] | None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
+    """The real ``ci-build ARGS`` (``env=None``: this process's environment)."""
     return subprocess.run(
         [sys.executable, "-m", "pybuildx", *map(str, args)],
         capture_output=True,
@@ -63,6 +68,20 @@ def ci_build(
         check=False,
         env=env,
     )
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Until a daemon started with its output in ``log`` accepts on 127.0.0.1:``port``."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"buildkitd exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    pytest.fail(f"buildkitd did not listen on 127.0.0.1:{port}:\n{log.read_text()[-3000:]}")
 
 
 def unique_ref(registry: str, name: str = "hello") -> str:

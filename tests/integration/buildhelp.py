@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +20,14 @@ from pybuildx.config import Platform
 from pybuildx.transport.channel import TLSFiles, open_channel
 from tests.testbed import Daemon
 
-__all__ = ["build_on", "channel_to", "image_config", "make_context", "oci_index"]
+__all__ = [
+    "build_on",
+    "channel_to",
+    "ci_build_bytes",
+    "image_config",
+    "make_context",
+    "oci_index",
+]
 
 
 @contextmanager
@@ -33,6 +43,21 @@ def channel_to(daemon: Daemon, *, tcp: bool = False) -> Iterator[grpc.Channel]:
         channel.close()
 
 
+def ci_build_bytes(
+    *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """The real ``ci-build ARGS``, output as bytes (stdout may be a tar); ``env`` is added to this
+    process's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "pybuildx", *args],
+        input=stdin,
+        env=None if env is None else {**os.environ, **env},
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+
+
 def make_context(root: Path, dockerfile: str, files: dict[str, str] | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "Dockerfile").write_text(dockerfile)
@@ -46,16 +71,16 @@ def make_context(root: Path, dockerfile: str, files: dict[str, str] | None = Non
 def build_on(
     daemon: Daemon,
     *,
-    platforms: tuple[Platform, ...] | None = None,
-    multi_platform: bool = False,
+    node_platforms: tuple[Platform, ...] | None = None,
     tcp: bool = False,
     **flags: Any,
 ) -> tuple[BuildSpec, BuildResult]:
-    """Parse flags as ``ci-build build`` does and run one Solve on ``daemon``."""
+    """Parse flags as ``ci-build build`` does and run one Solve on ``daemon`` (``node_platforms``
+    overrides the spec's platforms, as the pipeline does per node)."""
     flags.setdefault("provenance", "false")
     spec = parse_build_flags(**flags)
     with channel_to(daemon, tcp=tcp) as channel:
-        result = build(channel, spec, platforms=platforms, multi_platform=multi_platform)
+        result = build(channel, spec, platforms=node_platforms)
     return spec, result
 
 

@@ -13,7 +13,6 @@ import os
 import socket
 import ssl
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.integration.builders_help import ci_build
 from tests.testbed import Daemon
 
 MANIFEST_TYPES = ", ".join(
@@ -74,24 +74,10 @@ def run_build(
     timeout: float = 300,
 ) -> subprocess.CompletedProcess[str]:
     """``ci-build build --builder-addr <daemon> --progress plain ARGS`` as a user runs it."""
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pybuildx",
-            "build",
-            "--builder-addr",
-            daemon.unix_addr,
-            "--progress",
-            progress,
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-        check=False,
-    )
+    return ci_build(
+        "build", "--builder-addr", daemon.unix_addr, "--progress", progress, *args,
+        env=env, timeout=timeout,
+    )  # fmt: skip
 
 
 def free_port() -> int:

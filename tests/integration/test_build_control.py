@@ -4,8 +4,6 @@ users see when a daemon cannot be reached or its TLS setup does not match ours."
 from __future__ import annotations
 
 import datetime
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,7 @@ from pybuildx.buildkit.control import ControlClient, wait_ready
 from pybuildx.config import Platform
 from pybuildx.errors import ConnectError
 from pybuildx.transport.channel import TLSFiles, open_channel
-from tests.integration.buildhelp import build_on, channel_to, make_context
+from tests.integration.buildhelp import build_on, channel_to, ci_build_bytes, make_context
 from tests.testbed import Daemon
 
 pytestmark = pytest.mark.integration
@@ -139,19 +137,9 @@ def test_plain_tcp_to_an_mtls_daemon(daemon: Daemon) -> None:
         channel.close()
 
 
-def _ci_build(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "pybuildx", *args],
-        input=stdin,
-        capture_output=True,
-        timeout=300,
-        check=False,
-    )
-
-
 def test_cli_reports_an_unreachable_daemon_in_one_line(tmp_path: Path) -> None:
     context = make_context(tmp_path / "ctx", "FROM scratch\n")
-    result = _ci_build("build", str(context), "--builder-addr", f"unix://{tmp_path}/none.sock")
+    result = ci_build_bytes("build", str(context), "--builder-addr", f"unix://{tmp_path}/none.sock")
     assert result.returncode == 2
     lines = result.stderr.decode().strip().splitlines()
     assert lines[0].startswith("error: cannot reach the BuildKit daemon")
@@ -162,7 +150,7 @@ def test_cli_reports_an_unreachable_daemon_in_one_line(tmp_path: Path) -> None:
 
 def test_cli_reports_a_missing_client_certificate(daemon: Daemon, tmp_path: Path) -> None:
     context = make_context(tmp_path / "ctx", "FROM scratch\n")
-    result = _ci_build(
+    result = ci_build_bytes(
         "build",
         str(context),
         "--builder-addr",

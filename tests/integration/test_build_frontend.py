@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -13,7 +11,13 @@ import pytest
 from pybuildx.buildspec import parse_build_flags
 from pybuildx.config import Platform
 from pybuildx.errors import BuildFailed
-from tests.integration.buildhelp import build_on, image_config, make_context, oci_index
+from tests.integration.buildhelp import (
+    build_on,
+    ci_build_bytes,
+    image_config,
+    make_context,
+    oci_index,
+)
 from tests.testbed import Daemon
 
 pytestmark = pytest.mark.integration
@@ -109,7 +113,7 @@ def test_platform_override_per_node(daemon: Daemon, tmp_path: Path) -> None:
     image = tmp_path / "image.tar"
     build_on(
         daemon,
-        platforms=(Platform("linux", "arm64"),),
+        node_platforms=(Platform("linux", "arm64"),),
         context=str(context),
         outputs=[f"type=oci,dest={image}"],
     )
@@ -189,24 +193,18 @@ def test_missing_file_error_names_the_copy_line(daemon: Daemon, tmp_path: Path) 
     assert "Dockerfile:2: COPY missing.txt /" in info.value.message
 
 
-def _ci_build(
-    *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None
+def _ci_build_quiet(
+    daemon: Daemon, *args: str, stdin: bytes | None = None
 ) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "pybuildx", *args],
-        input=stdin,
-        env=None if env is None else {**os.environ, **env},
-        capture_output=True,
-        timeout=300,
-        check=False,
+    """``ci-build build --builder-addr <daemon> --progress quiet ARGS``."""
+    return ci_build_bytes(
+        "build", "--builder-addr", daemon.unix_addr, "--progress", "quiet", *args, stdin=stdin
     )
 
 
 def test_cli_tar_to_stdout(daemon: Daemon, tmp_path: Path) -> None:
     context = make_context(tmp_path / "ctx", "FROM scratch\nCOPY f /\n", {"f": "piped"})
-    result = _ci_build(
-        "build", str(context), "--builder-addr", daemon.unix_addr, "--progress", "quiet", "-o", "-"
-    )
+    result = _ci_build_quiet(daemon, str(context), "-o", "-")
     assert result.returncode == 0, result.stderr.decode()
     (tmp_path / "out.tar").write_bytes(result.stdout)
     with tarfile.open(tmp_path / "out.tar") as tar:
@@ -217,17 +215,8 @@ def test_cli_tar_to_stdout(daemon: Daemon, tmp_path: Path) -> None:
 def test_cli_prints_the_digest(daemon: Daemon, tmp_path: Path) -> None:
     context = make_context(tmp_path / "ctx", "FROM scratch\nCOPY f /\n", {"f": "x"})
     image = tmp_path / "image.tar"
-    result = _ci_build(
-        "build",
-        str(context),
-        "--builder-addr",
-        daemon.unix_addr,
-        "--progress",
-        "quiet",
-        "--provenance",
-        "false",
-        "-o",
-        f"type=oci,dest={image}",
+    result = _ci_build_quiet(
+        daemon, str(context), "--provenance", "false", "-o", f"type=oci,dest={image}"
     )
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout.decode().strip() == oci_index(image)["manifests"][0]["digest"]
@@ -235,9 +224,7 @@ def test_cli_prints_the_digest(daemon: Daemon, tmp_path: Path) -> None:
 
 def test_cli_build_failure_exits_1_with_the_line(daemon: Daemon, tmp_path: Path) -> None:
     context = make_context(tmp_path / "ctx", "FROM scratch\nCOPY nope /\n")
-    result = _ci_build(
-        "build", str(context), "--builder-addr", daemon.unix_addr, "--progress", "quiet"
-    )
+    result = _ci_build_quiet(daemon, str(context))
     assert result.returncode == 1
     stderr = result.stderr.decode()
     assert "error: build failed" in stderr
@@ -247,7 +234,7 @@ def test_cli_build_failure_exits_1_with_the_line(daemon: Daemon, tmp_path: Path)
 
 def test_cli_bad_flags_exit_2(tmp_path: Path) -> None:
     context = make_context(tmp_path / "ctx", "FROM scratch\n")
-    result = _ci_build(
+    result = ci_build_bytes(
         "build", str(context), "--builder-addr", "unix:///nowhere", "-o", "type=tarball,dest=x"
     )
     assert result.returncode == 2
@@ -267,16 +254,8 @@ def test_cli_context_archive_on_stdin(daemon: Daemon, tmp_path: Path, compress: 
     with tarfile.open(archive, f"w:{compress}") as tar:
         tar.add(context, arcname=".")
     out = tmp_path / "out"
-    result = _ci_build(
-        "build",
-        "-",
-        "--builder-addr",
-        daemon.unix_addr,
-        "--progress",
-        "quiet",
-        "-o",
-        f"type=local,dest={out}",
-        stdin=archive.read_bytes(),
+    result = _ci_build_quiet(
+        daemon, "-", "-o", f"type=local,dest={out}", stdin=archive.read_bytes()
     )
     assert result.returncode == 0, result.stderr.decode()
     assert (out / "from-tar").read_text() == "tarred"
@@ -289,15 +268,11 @@ def test_cli_context_archive_with_a_local_dockerfile(daemon: Daemon, tmp_path: P
         tar.add(context, arcname=".")
     (tmp_path / "local.Dockerfile").write_text("FROM scratch\nCOPY f /renamed\n")
     out = tmp_path / "out"
-    result = _ci_build(
-        "build",
+    result = _ci_build_quiet(
+        daemon,
         "-",
         "-f",
         str(tmp_path / "local.Dockerfile"),
-        "--builder-addr",
-        daemon.unix_addr,
-        "--progress",
-        "quiet",
         "-o",
         f"type=local,dest={out}",
         stdin=archive.read_bytes(),
@@ -308,13 +283,9 @@ def test_cli_context_archive_with_a_local_dockerfile(daemon: Daemon, tmp_path: P
 
 def test_cli_dockerfile_on_stdin_without_context(daemon: Daemon, tmp_path: Path) -> None:
     image = tmp_path / "image.tar"
-    result = _ci_build(
-        "build",
+    result = _ci_build_quiet(
+        daemon,
         "-",
-        "--builder-addr",
-        daemon.unix_addr,
-        "--progress",
-        "quiet",
         "--provenance",
         "false",
         "-o",
@@ -328,7 +299,7 @@ def test_cli_dockerfile_on_stdin_without_context(daemon: Daemon, tmp_path: Path)
 def test_cli_takes_the_daemon_from_buildkit_host(daemon: Daemon, tmp_path: Path) -> None:
     context = make_context(tmp_path / "ctx", "FROM scratch\nCOPY f /\n", {"f": "env"})
     out = tmp_path / "out"
-    result = _ci_build(
+    result = ci_build_bytes(
         "build",
         str(context),
         "--progress",

@@ -134,7 +134,7 @@ def test_ls_groups_platforms_marks_static_ones_and_lists_errored_builders_last(
     assert "linux/amd64/v2" not in platforms
     assert "Cannot load builder aaa:" in table.stderr
     assert "Failed to get status for aab (aab0):" in table.stderr
-    assert table.stderr.index("Cannot load") >= 0 and "Traceback" not in table.stderr
+    assert "Traceback" not in table.stderr
 
     untruncated = ci_build("builder", "ls", "--no-trunc", env=nodocker)
     (node_row,) = [line for line in untruncated.stdout.splitlines() if "zz0" in line]

@@ -4,10 +4,7 @@ explains the failures a user meets: a daemon certificate for the wrong name, a f
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +15,11 @@ import pytest
 from pybuildx.buildkit.control import ControlClient, wait_ready
 from pybuildx.errors import ConnectError
 from pybuildx.transport.channel import TLSFiles, open_channel
+from tests.integration.builders_help import ci_build, wait_listening
+from tests.integration.pushing import free_port
+from tests.testbed import UP_HINT, need
 
 pytestmark = pytest.mark.integration
-
-_START_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -31,50 +29,19 @@ class TlsDaemon:
     log: Path
 
 
-def _ci_build(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pybuildx", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + _START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"buildkitd exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    pytest.fail(f"buildkitd did not listen on 127.0.0.1:{port}:\n{log.read_text()[-3000:]}")
-
-
 @pytest.fixture(scope="module")
 def buildkit_bin(daemon: Any) -> Path:
     """Directory with the bed's buildctl and buildkitd of the daemon version under test."""
     bin_dir = Path(daemon.buildctl).parent
-    if not (bin_dir / "buildkitd").is_file():
-        pytest.skip(f"no buildkitd next to {daemon.buildctl}")
+    need((bin_dir / "buildkitd").is_file(), f"no buildkitd next to {daemon.buildctl}; {UP_HINT}")
     return bin_dir
 
 
 def _start_daemon(bin_dir: Path, workdir: Path, sans: str) -> Iterator[TlsDaemon]:
     certs = workdir / "certs"
-    created = _ci_build("certs", "create", "--out", certs, "--san", sans, "--days", "30")
+    created = ci_build("certs", "create", "--out", certs, "--san", sans, "--days", "30", env=None)
     assert created.returncode == 0, created.stderr
-    port = _free_port()
+    port = free_port()
     config = workdir / "buildkitd.toml"
     # Own trace socket: the default /run/buildkit/otel-grpc.sock belongs to other daemons.
     config.write_text(f'[otel]\n  socketPath = "{workdir / "otel.sock"}"\n')
@@ -95,7 +62,7 @@ def _start_daemon(bin_dir: Path, workdir: Path, sans: str) -> Iterator[TlsDaemon
     with log.open("wb") as log_file:
         proc = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
     try:
-        _wait_listening(port, proc, log)
+        wait_listening(port, proc, log)
         yield TlsDaemon(endpoint=f"tcp://127.0.0.1:{port}", certs=certs, log=log)
     finally:
         proc.terminate()
@@ -142,13 +109,15 @@ def _buildctl(bin_dir: Path, endpoint: str, client: Path) -> subprocess.Complete
     )
 
 
-def _check(daemon: TlsDaemon, client: Path) -> subprocess.CompletedProcess[str]:
-    return _ci_build(
+def _check(daemon: TlsDaemon, client: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return ci_build(
         "certs", "check",
         "--cacert", client / "ca.pem",
         "--cert", client / "cert.pem",
         "--key", client / "key.pem",
         "--endpoint", daemon.endpoint,
+        *extra,
+        env=None,
     )  # fmt: skip
 
 
@@ -207,14 +176,7 @@ def test_wrong_san_is_rejected_and_check_says_why(
 
 def test_wrong_san_passes_with_the_right_servername(wrong_san_daemon: TlsDaemon) -> None:
     client = wrong_san_daemon.certs / "client"
-    check = _ci_build(
-        "certs", "check",
-        "--cacert", client / "ca.pem",
-        "--cert", client / "cert.pem",
-        "--key", client / "key.pem",
-        "--endpoint", wrong_san_daemon.endpoint,
-        "--servername", "buildkitd.example.test",
-    )  # fmt: skip
+    check = _check(wrong_san_daemon, client, "--servername", "buildkitd.example.test")
     assert check.returncode == 0, check.stdout + check.stderr
 
 
@@ -222,7 +184,7 @@ def test_client_cert_of_another_ca_is_refused(
     buildkit_bin: Path, good_daemon: TlsDaemon, tmp_path: Path
 ) -> None:
     other = tmp_path / "other"
-    created = _ci_build("certs", "create", "--out", other, "--san", "127.0.0.1")
+    created = ci_build("certs", "create", "--out", other, "--san", "127.0.0.1", env=None)
     assert created.returncode == 0, created.stderr
     # Trust the daemon's real CA, but present a client pair from the foreign CA.
     client = tmp_path / "mixed"

@@ -35,6 +35,11 @@ def engine(dockerd: str) -> Iterator[Any]:
     client.close()
 
 
+def _container(builder: str) -> str:
+    """The container the driver makes for the builder's only node."""
+    return f"pybuildx_buildkit_{builder}0"
+
+
 def _exists(collection: Any, name: str) -> bool:
     import docker.errors
 
@@ -50,7 +55,7 @@ def builder_name(engine: Any) -> Iterator[str]:
     name = f"dc{uuid.uuid4().hex[:8]}"
     yield name
     # Safety net only: the tests assert that rm removed these.
-    container = f"pybuildx_buildkit_{name}0"
+    container = _container(name)
     for collection, item in (
         (engine.containers, container),
         (engine.volumes, f"{container}_state"),
@@ -78,7 +83,7 @@ def test_builds_the_example_and_rm_removes_container_and_volume(
 ) -> None:
     env = cli_env(tmp_path, DOCKER_HOST=dockerd)
     _create(env, builder_name, buildkit_image)
-    container = f"pybuildx_buildkit_{builder_name}0"
+    container = _container(builder_name)
     assert engine.containers.get(container).status == "running"
     assert engine.containers.get(container).labels["pybuildx.io/builder"] == builder_name
     ref = unique_ref(registry)
@@ -129,7 +134,7 @@ def test_load_puts_the_image_into_the_engine_and_keep_state_keeps_the_volume(
             engine.images.remove(tag, force=True)
     removed = ci_build("builder", "rm", "--keep-state", builder_name, env=env)
     assert removed.returncode == 0, removed.stderr
-    container = f"pybuildx_buildkit_{builder_name}0"
+    container = _container(builder_name)
     assert not _exists(engine.containers, container)
     assert _exists(engine.volumes, f"{container}_state")
 
@@ -178,7 +183,7 @@ def test_stop_stops_the_container_and_inspect_bootstrap_starts_it_again(
 ) -> None:
     env = cli_env(tmp_path, DOCKER_HOST=dockerd)
     _create(env, builder_name, buildkit_image)
-    container = f"pybuildx_buildkit_{builder_name}0"
+    container = _container(builder_name)
     stopped = ci_build("builder", "stop", builder_name, env=env)
     assert stopped.returncode == 0, stopped.stderr
     assert f"stopped container {container}" in stopped.stderr
@@ -198,7 +203,7 @@ def test_rm_keep_daemon_keeps_the_running_container(
 ) -> None:
     env = cli_env(tmp_path, DOCKER_HOST=dockerd)
     _create(env, builder_name, buildkit_image)
-    container = f"pybuildx_buildkit_{builder_name}0"
+    container = _container(builder_name)
     removed = ci_build("builder", "rm", "--keep-daemon", builder_name, env=env)
     assert removed.returncode == 0, removed.stderr
     assert f"{builder_name} removed" in removed.stderr

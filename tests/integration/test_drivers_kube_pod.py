@@ -13,38 +13,9 @@ from typing import Any
 import pytest
 
 from tests.integration.builders_help import ci_build, cli_env
-from tests.kubebed import KubeBed
+from tests.kubebed import KubeBed, buildkit_deployment
 
 pytestmark = [pytest.mark.integration, pytest.mark.kube]
-
-
-def _deployment(name: str, image: str) -> dict[str, Any]:
-    probe = {"exec": {"command": ["buildctl", "debug", "workers"]}, "periodSeconds": 2}
-    container = {
-        "name": "buildkitd",
-        "image": image,
-        "imagePullPolicy": "IfNotPresent",
-        "securityContext": {"privileged": True},
-        "readinessProbe": probe,
-        "volumeMounts": [{"name": "state", "mountPath": "/var/lib/buildkit"}],
-    }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "labels": {"app": name}},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "terminationGracePeriodSeconds": 2,
-                    "containers": [container],
-                    "volumes": [{"name": "state", "emptyDir": {}}],
-                },
-            },
-        },
-    }
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +26,7 @@ def buildkit_pod(kube: KubeBed) -> Iterator[str]:
     api = config.new_client_from_config(config_file=str(kube.builder_kubeconfig))
     apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
     name = f"kubepod-{uuid.uuid4().hex[:6]}"
-    apps.create_namespaced_deployment(kube.namespace, _deployment(name, kube.image))
+    apps.create_namespaced_deployment(kube.namespace, buildkit_deployment(name, kube.image))
     try:
         deadline = time.monotonic() + 180
         pods: list[Any] = []

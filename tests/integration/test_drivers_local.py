@@ -28,6 +28,7 @@ from tests.integration.builders_help import (
     require_buildkitd,
     unique_ref,
 )
+from tests.integration.buildhelp import make_context
 from tests.testbed import AuthRegistry
 
 pytestmark = pytest.mark.integration
@@ -80,40 +81,44 @@ def _wait_for(predicate: Callable[[], object], timeout: float) -> bool:
     return False
 
 
-def test_sigterm_stops_the_spawned_buildkitd_and_removes_its_files(
-    tmp_path: Path, busybox: str
-) -> None:
+def _interrupted_build(tmp_path: Path, busybox: str, sig: signal.Signals) -> tuple[int, str, str]:
+    """A build on the embedded builder, sent ``sig`` once its RUN step runs below the spawned
+    daemon: (exit code, stderr, the RUN step's command)."""
     require_buildkitd()
     context = tmp_path / "ctx"
     context.mkdir()
     # A duration of its own, so that other test runs' sleeps are not mistaken for ours.
     sleep = f"sleep {600 + random.randrange(10_000)}"
     (context / "Dockerfile").write_text(f"FROM {busybox}\nRUN {sleep}\n")
-    env = cli_env(tmp_path)
-    scratch = str(tmp_path / "tmp")
     process = subprocess.Popen(
         [sys.executable, "-m", "pybuildx", "build", "--progress", "plain", str(context)],
-        env=env,
+        env=cli_env(tmp_path),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        # The build is under way once the RUN step's process exists below the spawned daemon.
         started = _wait_for(lambda: processes_mentioning(sleep) or process.poll() is not None, 120)
         assert started and process.poll() is None, process.communicate()[1][-3000:]
-        assert any("buildkitd" in p for p in processes_mentioning(scratch))
-        process.send_signal(signal.SIGTERM)
+        assert any("buildkitd" in p for p in processes_mentioning(str(tmp_path / "tmp")))
+        process.send_signal(sig)
         _, stderr = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert process.returncode == 143  # 128 + SIGTERM, as a shell reports it
+    return process.returncode, stderr, sleep
+
+
+def test_sigterm_stops_the_spawned_buildkitd_and_removes_its_files(
+    tmp_path: Path, busybox: str
+) -> None:
+    returncode, stderr, sleep = _interrupted_build(tmp_path, busybox, signal.SIGTERM)
+    assert returncode == 143  # 128 + SIGTERM, as a shell reports it
     assert "Traceback" not in stderr
     assert "SIGTERM received" in stderr
     assert stderr.rstrip().splitlines()[-1] == "error: terminated by SIGTERM"
-    assert processes_mentioning(scratch) == []
+    assert processes_mentioning(str(tmp_path / "tmp")) == []
     assert processes_mentioning(sleep) == []
     assert leftovers(tmp_path) == []
 
@@ -122,35 +127,12 @@ def test_ctrl_c_prints_one_line_exits_130_and_removes_the_default_builder(
     tmp_path: Path, busybox: str
 ) -> None:
     """SIGINT during a build on the embedded builder: teardown, then ``error: interrupted``."""
-    require_buildkitd()
-    context = tmp_path / "ctx"
-    context.mkdir()
-    sleep = f"sleep {700 + random.randrange(10_000)}"
-    (context / "Dockerfile").write_text(f"FROM {busybox}\nRUN {sleep}\n")
-    env = cli_env(tmp_path)
-    scratch = str(tmp_path / "tmp")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pybuildx", "build", "--progress", "plain", str(context)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        started = _wait_for(lambda: processes_mentioning(sleep) or process.poll() is not None, 120)
-        assert started and process.poll() is None, process.communicate()[1][-3000:]
-        assert any("buildkitd" in p for p in processes_mentioning(scratch))
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 130, stderr[-3000:]
+    returncode, stderr, sleep = _interrupted_build(tmp_path, busybox, signal.SIGINT)
+    assert returncode == 130, stderr[-3000:]
     assert "Traceback" not in stderr and "Aborted" not in stderr
     assert stderr.rstrip().splitlines()[-1] == "error: interrupted"
     assert stderr.count("error:") == 1
-    assert processes_mentioning(scratch) == []
+    assert processes_mentioning(str(tmp_path / "tmp")) == []
     assert processes_mentioning(sleep) == []
     assert leftovers(tmp_path) == []
 
@@ -174,9 +156,7 @@ def test_named_local_builder_outlives_the_command_until_rm(tmp_path: Path) -> No
         assert node["Version"]
         assert {"architecture": "amd64", "os": "linux"} in node["Platforms"]
         assert processes_mentioning(str(state))
-        context = tmp_path / "ctx"
-        context.mkdir()
-        (context / "Dockerfile").write_text("FROM scratch\nCOPY Dockerfile /\n")
+        context = make_context(tmp_path / "ctx", "FROM scratch\nCOPY Dockerfile /\n")
         built = ci_build("build", context, env=env)  # the current builder, not the default
         assert built.returncode == 0, built.stderr
         assert processes_mentioning(str(state)), "the named builder's daemon must keep running"
@@ -197,9 +177,7 @@ def test_two_node_builder_merges_per_node_pushes_into_one_index(
     create = ["builder", "create", "--name", "duo", "--driver", "local"]
     assert ci_build(*create, "--platform", "linux/amd64", env=env).returncode == 0
     assert ci_build(*create, "--append", "--platform", "linux/arm64", env=env).returncode == 0
-    context = tmp_path / "ctx"
-    context.mkdir()
-    (context / "Dockerfile").write_text("FROM scratch\nCOPY Dockerfile /\n")
+    context = make_context(tmp_path / "ctx", "FROM scratch\nCOPY Dockerfile /\n")
     ref = unique_ref(registry, "duo")
     state = tmp_path / "config" / "state" / "duo"
     try:
@@ -230,9 +208,7 @@ def test_default_builder_takes_its_daemon_config_from_the_environment(
     config.write_text(
         f'[registry."{auth_registry.host}"]\n  http = false\n  ca = ["{auth_registry.ca}"]\n'
     )
-    context = tmp_path / "ctx"
-    context.mkdir()
-    (context / "Dockerfile").write_text("FROM scratch\nCOPY Dockerfile /\n")
+    context = make_context(tmp_path / "ctx", "FROM scratch\nCOPY Dockerfile /\n")
     ref = f"{auth_registry.host}/pybuildx-builders/envconfig:{random.randrange(10**9)}"
     env = cli_env(tmp_path, DOCKER_CONFIG=str(docker_config), PYBUILDX_BUILDKITD_CONFIG=str(config))
     built = ci_build("build", "--push", "-t", ref, context, env=env)

@@ -4,9 +4,7 @@ errors for a wrong CA, a wrong server name and a missing client certificate, uni
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +21,9 @@ from tests.integration.builders_help import (
     leftovers,
     require_buildkitd,
     unique_ref,
+    wait_listening,
 )
+from tests.integration.pushing import free_port
 from tests.testbed import Daemon
 
 pytestmark = pytest.mark.integration
@@ -34,13 +34,6 @@ class MtlsDaemon:
     endpoint: str
     certs: Path
     other_certs: Path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _certs(out: Path, env: dict[str, str]) -> Path:
@@ -57,7 +50,7 @@ def mtls_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MtlsDaemon
     env = cli_env(work)
     certs = _certs(work / "certs", env)
     other = _certs(work / "other-certs", env)
-    port = _free_port()
+    port = free_port()
     (work / "buildkitd.toml").write_text(f'[otel]\n  socketPath = "{work / "otel.sock"}"\n')
     daemon = certs / "daemon"
     log = work / "buildkitd.log"
@@ -76,15 +69,7 @@ def mtls_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MtlsDaemon
     with log.open("wb") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log.read_text()[-2000:]
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "buildkitd did not listen"
-                time.sleep(0.2)
+        wait_listening(port, process, log)
         yield MtlsDaemon(f"tcp://127.0.0.1:{port}", certs, other)
     finally:
         process.terminate()

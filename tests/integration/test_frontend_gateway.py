@@ -7,12 +7,12 @@ plain bed registry.
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.integration.localbuild import buildctl_export
 from tests.integration.pushing import cli_env, run_build
 from tests.testbed import Daemon, need
 
@@ -42,33 +42,12 @@ def frontend_image(
         f"no offline Dockerfile frontend image can be made: {FRONTEND_BINARY} is missing "
         "(ci/testbed up builds it)",
     )
-    daemon = current_daemon
     ctx = tmp_path_factory.mktemp("frontend")
     (ctx / "dockerfile-frontend").write_bytes(FRONTEND_BINARY.read_bytes())
     (ctx / "dockerfile-frontend").chmod(0o755)
     (ctx / "Dockerfile").write_text(_IMAGE_DOCKERFILE)
     ref = f"{registry}/pybuildx-test/dockerfile-frontend:{FRONTEND_VERSION}"
-    pushed = subprocess.run(
-        [
-            daemon.buildctl,
-            "--addr",
-            daemon.unix_addr,
-            "build",
-            "--frontend",
-            "dockerfile.v0",
-            "--local",
-            f"context={ctx}",
-            "--local",
-            f"dockerfile={ctx}",
-            "--output",
-            f"type=image,name={ref},push=true",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert pushed.returncode == 0, pushed.stderr
+    buildctl_export(current_daemon, ctx, ctx, f"type=image,name={ref},push=true")
     return ref
 
 

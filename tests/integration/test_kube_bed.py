@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.kubebed import KubeBed
+from tests.kubebed import KubeBed, buildkit_container, buildkit_deployment, buildkit_pod_spec
 
 pytestmark = [pytest.mark.integration, pytest.mark.kube]
 
@@ -35,37 +35,6 @@ def admin_api(kube: KubeBed) -> Iterator[Any]:
     client = _client(kube.admin_kubeconfig)
     yield client
     client.close()
-
-
-def _buildkit_deployment(name: str, image: str, pool: str) -> dict[str, Any]:
-    probe = {"exec": {"command": ["buildctl", "debug", "workers"]}, "periodSeconds": 2}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "labels": {"app": name}},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "nodeSelector": {"pybuildx.test/pool": pool},
-                    "terminationGracePeriodSeconds": 2,
-                    "containers": [
-                        {
-                            "name": "buildkitd",
-                            "image": image,
-                            "imagePullPolicy": "IfNotPresent",
-                            "securityContext": {"privileged": True},
-                            "readinessProbe": probe,
-                            "volumeMounts": [{"name": "state", "mountPath": "/var/lib/buildkit"}],
-                        }
-                    ],
-                    "volumes": [{"name": "state", "emptyDir": {}}],
-                },
-            },
-        },
-    }
 
 
 def _wait(what: str, condition: Any, timeout: float = 180) -> Any:
@@ -101,7 +70,7 @@ def test_builder_deployment_runs_buildkitd_reachable_by_exec(
 
     apps, core = client.AppsV1Api(builder_api), client.CoreV1Api(builder_api)
     name = f"bedcheck-{pool}-{uuid.uuid4().hex[:6]}"
-    apps.create_namespaced_deployment(kube.namespace, _buildkit_deployment(name, kube.image, pool))
+    apps.create_namespaced_deployment(kube.namespace, buildkit_deployment(name, kube.image, pool))
     try:
         _wait(
             f"deployment {name} ready",
@@ -229,24 +198,9 @@ def test_buildkitd_pod_builds_from_and_pushes_to_the_bed_registry(
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name},
-        "spec": {
-            "terminationGracePeriodSeconds": 2,
-            "containers": [
-                {
-                    "name": "buildkitd",
-                    "image": kube.image,
-                    "imagePullPolicy": "IfNotPresent",
-                    "command": ["/bin/sh", "-c", start],
-                    "securityContext": {"privileged": True},
-                    "readinessProbe": {
-                        "exec": {"command": ["buildctl", "debug", "workers"]},
-                        "periodSeconds": 2,
-                    },
-                    "volumeMounts": [{"name": "state", "mountPath": "/var/lib/buildkit"}],
-                }
-            ],
-            "volumes": [{"name": "state", "emptyDir": {}}],
-        },
+        "spec": buildkit_pod_spec(
+            {**buildkit_container(kube.image), "command": ["/bin/sh", "-c", start]}
+        ),
     }
     base = busybox.replace(registry, kube.pod_registry, 1)
     tag = uuid.uuid4().hex[:8]

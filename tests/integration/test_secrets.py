@@ -30,12 +30,11 @@ def _context(tmp_path: Path, busybox: str, run: str) -> Path:
     return ctx
 
 
-def _checked_run(secret_id: str, *, required: bool = True) -> str:
+def _checked_run(secret_id: str) -> str:
     """A RUN that prints the secret (progress must hide it) and fails unless it matches."""
     digest = hashlib.sha256(SECRET.encode()).hexdigest()
-    flag = ",required=true" if required else ""
     return (
-        f"--mount=type=secret,id={secret_id}{flag} echo {uuid.uuid4().hex} && "
+        f"--mount=type=secret,id={secret_id},required=true echo {uuid.uuid4().hex} && "
         f"cat /run/secrets/{secret_id} && "
         f'test "$(sha256sum < /run/secrets/{secret_id} | cut -d" " -f1)" = "{digest}"'
     )

@@ -10,7 +10,6 @@ receiver loses them).
 
 from __future__ import annotations
 
-import errno
 import io
 import os
 import tarfile
@@ -22,8 +21,8 @@ from pybuildx.buildkit.filesend import LocalDirTarget, StreamTarget
 from pybuildx.buildkit.upload_ledger import UploadLedger
 from pybuildx.buildspec import OutputSpec
 from tests.integration.localbuild import Solved, buildctl_export, solve
-from tests.testbed import Daemon
-from tests.xattrs import NET_BIND_SERVICE_EP, xattrs_of
+from tests.testbed import Daemon, need
+from tests.xattrs import NET_BIND_SERVICE_EP, need_user_xattrs, xattrs_of
 
 pytestmark = pytest.mark.integration
 
@@ -58,18 +57,13 @@ def capability_tar() -> bytes:
 
 
 def project(tmp_path: Path) -> tuple[Path, Path]:
-    if os.geteuid() != 0:
-        pytest.skip("setting security.capability needs CAP_SETFCAP")
+    need(os.geteuid() == 0, "setting security.capability needs CAP_SETFCAP")
+    need_user_xattrs(tmp_path)
     context = tmp_path / "ctx"
     context.mkdir()
     plain = context / "plain"
     plain.write_bytes(os.urandom(8).hex().encode())  # unique: no cache hit from another run
-    try:
-        os.setxattr(plain, USER_KEY, b"hello")
-    except OSError as exc:
-        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
-            pytest.skip(f"no user xattrs on {tmp_path}")
-        raise
+    os.setxattr(plain, USER_KEY, b"hello")
     (context / "capable").write_bytes(b"\x7fELF-ish")
     os.setxattr(context / "capable", CAP_KEY, NET_BIND_SERVICE_EP)
     (context / "caps.tar").write_bytes(capability_tar())

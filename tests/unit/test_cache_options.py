@@ -70,6 +70,13 @@ def test_invalid_entries(text: str, export: bool, message: str) -> None:
         parse_cache_entry(text, export=export)
 
 
+@pytest.mark.parametrize("text", ["token=t0k3n-untyped,url=u", "type=redis,token=t0k3n-untyped"])
+def test_a_token_in_an_invalid_entry_is_masked_in_the_error(text: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_cache_entry(text, export=True)
+    assert "t0k3n-untyped" not in caught.value.render()
+
+
 def test_gha_entries_take_the_given_defaults_and_mask_the_token() -> None:
     defaults = {"url": "https://cache.example/", "token": "default-token-value"}
     entry = parse_cache_entry("type=gha,scope=app", export=False, gha_defaults=defaults)

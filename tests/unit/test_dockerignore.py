@@ -129,8 +129,8 @@ def test_go_clean(raw: str, clean: str) -> None:
 def test_exclusions_and_literal_exception_shortcut() -> None:
     literal = PatternMatcher(["dir", "!dir/keep"])
     assert literal.exclusions
-    assert literal.only_literal_exceptions()
+    assert literal.only_literal(exclusions=True)
     assert literal.could_reinclude_below("dir", exclusions=True)
     assert not literal.could_reinclude_below("other", exclusions=True)
     glob = PatternMatcher(["*", "!*/keep"])
-    assert not glob.only_literal_exceptions()
+    assert not glob.only_literal(exclusions=True)

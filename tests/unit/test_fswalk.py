@@ -32,6 +32,7 @@ from pybuildx.buildkit.fswalk import (
     posix_mode,
     walk,
 )
+from tests.testbed import need
 from tests.xattrs import NET_BIND_SERVICE_EP, need_user_xattrs
 
 
@@ -297,8 +298,8 @@ def sent_stats(root: Path) -> list[fsutil_pb2.Stat]:
     return stats
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="setting security.capability needs CAP_SETFCAP")
 def test_file_capabilities_and_user_xattrs_are_sent(tmp_path: Path) -> None:
+    need(os.geteuid() == 0, "setting security.capability needs CAP_SETFCAP")
     need_user_xattrs(tmp_path)
     make(tmp_path, "tool", "plain")
     os.setxattr(tmp_path / "tool", "security.capability", NET_BIND_SERVICE_EP)

@@ -65,6 +65,9 @@ def parse_cache_entry(
     if "=" not in text and text.strip():
         return CacheEntry("registry", {"ref": text.strip()})
     attrs = parse_csv_options(text, what=what)
+    for key in _SECRET_ATTRS:  # before any error quotes ``text``
+        if attrs.get(key):
+            register_secret(attrs[key])
     kind = attrs.pop("type", "")
     if not kind:
         raise ConfigError(f"invalid {what} {text!r}: type= is missing", hint=_hint(export))
@@ -75,9 +78,6 @@ def parse_cache_entry(
         )
     if attrs.pop("disabled", "false").lower() in ("", "true", "1"):
         return None
-    for key in _SECRET_ATTRS:
-        if attrs.get(key):
-            register_secret(attrs[key])
     if export:
         _check_export(kind, attrs, text)
     else:

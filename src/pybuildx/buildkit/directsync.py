@@ -29,24 +29,22 @@ from urllib.parse import quote
 import grpc
 from hpack import Decoder, Encoder
 
-from pybuildx.buildkit import fsutil_wire as wire
 from pybuildx.buildkit._pb import control_pb2
 from pybuildx.buildkit.control import control_stub
 from pybuildx.buildkit.filesync import (
     DIFF_COPY_METHOD,
     PEER_EOF,
-    PEER_FIN,
     FileSyncAttachable,
     LocalSource,
     TransferError,
+    peer_item,
 )
-from pybuildx.buildkit.session import new_id
+from pybuildx.buildkit.session import HEALTH_CHECK, new_id, session_metadata
 from pybuildx.buildkit.status_errors import describe_failure
 from pybuildx.buildkit.upload_ledger import UploadLedger
 
 __all__ = ["DirectSyncSession"]
 
-HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 _PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _DATA, _HEADERS, _PRIORITY, _RST, _SETTINGS, _PUSH, _PING, _GOAWAY, _WINDOW, _CONT = range(10)
 _END_STREAM, _ACK, _END_HEADERS, _PADDED, _PRIORITY_FLAG = 0x1, 0x1, 0x4, 0x8, 0x20
@@ -151,14 +149,8 @@ class DirectSyncSession:
         return {f"local-sessionid:{name}": self.id for name in self._dirs}
 
     def metadata(self) -> list[tuple[str, str]]:
-        headers = [
-            ("x-docker-expose-session-uuid", self.id),
-            ("x-docker-expose-session-name", "pybuildx-files"),
-            ("x-docker-expose-session-sharedkey", self._shared_key),
-        ]
-        return headers + [
-            ("x-docker-expose-session-grpc-method", m) for m in (HEALTH_CHECK, DIFF_COPY_METHOD)
-        ]
+        methods = (HEALTH_CHECK, DIFF_COPY_METHOD)
+        return session_metadata(self.id, "pybuildx-files", self._shared_key, methods)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> DirectSyncSession:
@@ -471,13 +463,9 @@ class DirectSyncSession:
 
     @staticmethod
     def _on_message(stream: _Stream, message: bytes) -> None:
-        packet = wire.decode_packet(message)
-        if packet.type == wire.REQ:
-            stream.queue.put(packet.id)
-        elif packet.type == wire.FIN:
-            stream.queue.put(PEER_FIN)
-        elif packet.type == wire.ERR:
-            stream.queue.put("error from receiver: " + packet.data.decode("utf-8", "replace"))
+        item = peer_item(message)
+        if item is not None:
+            stream.queue.put(item)
 
     def _serve_diff_copy(self, stream: _Stream, metadata: Sequence[tuple[str, str]]) -> None:
         try:

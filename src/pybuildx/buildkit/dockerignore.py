@@ -38,6 +38,7 @@ __all__ = [
 
 # Regexp metacharacters that mean nothing in filepath.Match, so they are matched literally.
 _REGEX_LITERALS = frozenset(".+()|{}$")
+_GLOB_CHARS = "*[]?^\\"
 
 
 def go_clean(path: str) -> str:
@@ -255,21 +256,7 @@ class PatternMatcher:
 
     def matches_or_parent_matches(self, path: str) -> bool:
         """True when ``path`` (slash-separated, relative) or one of its parents is matched."""
-        matched = False
-        parent = path.rpartition("/")[0]
-        parent_dirs = parent.split("/") if parent else []
-        for pattern in self.patterns:
-            if pattern.exclusion != matched:
-                continue
-            hit = pattern.match(path)
-            if not hit:
-                for depth in range(1, len(parent_dirs) + 1):
-                    if pattern.match("/".join(parent_dirs[:depth])):
-                        hit = True
-                        break
-            if hit:
-                matched = not pattern.exclusion
-        return matched
+        return self.matches_using_parent_results(path, MatchInfo())[0]
 
     def matches_using_parent_results(self, path: str, parent: MatchInfo) -> tuple[bool, MatchInfo]:
         """The walk's fast path: each pattern's result for the parent directory carries over."""
@@ -306,16 +293,13 @@ class PatternMatcher:
                 matched = not pattern.exclusion
         return matched, MatchInfo(tuple(results))
 
-    def only_literal_exceptions(self, chars: str = "*[]?^\\") -> bool:
-        """True when no ``!`` pattern has glob characters (before a trailing ``/*``/``/**``)."""
-        return not any(
-            p.exclusion and any(c in p.without_trailing_glob() for c in chars)
-            for p in self.patterns
-        )
+    def only_literal(self, *, exclusions: bool) -> bool:
+        """True when no pattern of the kind (``!`` ones if ``exclusions``) has glob characters.
 
-    def only_literal_includes(self, chars: str = "*[]?^\\") -> bool:
+        A trailing ``/*`` or ``/**`` does not count: fsutil's prefix shortcut still applies.
+        """
         return not any(
-            not p.exclusion and any(c in p.without_trailing_glob() for c in chars)
+            p.exclusion == exclusions and any(c in p.without_trailing_glob() for c in _GLOB_CHARS)
             for p in self.patterns
         )
 

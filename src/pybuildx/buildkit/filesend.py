@@ -29,6 +29,7 @@ from typing import Any, BinaryIO
 import grpc
 
 from pybuildx.buildkit.fsreceive import LocalReceiver, UnsafeStream
+from pybuildx.buildkit.session import register_bytes_method
 from pybuildx.buildspec import OutputSpec
 from pybuildx.errors import BuildFailed, ConfigError
 
@@ -42,7 +43,6 @@ __all__ = [
 ]
 
 DIFF_COPY_METHOD = "/moby.filesync.v1.FileSend/DiffCopy"
-_SERVICE = "moby.filesync.v1.FileSend"
 _EXPORTER_ID = "buildkit-attachable-exporter-id"
 _METADATA_PREFIX = "exporter-md-"
 
@@ -169,10 +169,7 @@ class FileSendAttachable:
         return (DIFF_COPY_METHOD,)
 
     def register(self, server: grpc.Server) -> None:
-        handler = grpc.stream_stream_rpc_method_handler(self._diff_copy)
-        server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(_SERVICE, {"DiffCopy": handler}),)
-        )
+        register_bytes_method(server, DIFF_COPY_METHOD, self._diff_copy)
 
     def _target(self, metadata: Sequence[tuple[str, Any]]) -> OutputTarget | None:
         index = 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ import grpc
 from pybuildx.buildkit import fsutil_wire as wire
 from pybuildx.buildkit.fswalk import Entry, WalkFilter, compare_key, walk
 from pybuildx.buildkit.pending_files import PendingFiles
+from pybuildx.buildkit.session import register_bytes_method
 from pybuildx.buildkit.upload_ledger import LedgerTransfer, UploadLedger
 from pybuildx.errors import PybuildxError
 
@@ -38,11 +39,11 @@ __all__ = [
     "LocalSource",
     "Transfer",
     "TransferError",
+    "peer_item",
     "walk_filter_from_metadata",
 ]
 
 DIFF_COPY_METHOD = "/moby.filesync.v1.FileSync/DiffCopy"
-_SERVICE = "moby.filesync.v1.FileSync"
 # Bigger than fsutil's 32 KiB: fewer messages through the Python layers for large files, well
 # under the daemon's 16 MiB message limit.
 _CHUNK = 1 << 20
@@ -81,6 +82,21 @@ def walk_filter_from_metadata(metadata: Sequence[tuple[str, Any]]) -> tuple[str,
     )
 
 
+def peer_item(raw: bytes) -> int | str | None:
+    """The sender-queue item for one of the daemon's packets (None: the sender ignores it).
+
+    A REQ's file id (never negative), ``PEER_FIN``, or the text of an ERR.
+    """
+    packet = wire.decode_packet(raw)
+    if packet.type == wire.REQ:
+        return packet.id
+    if packet.type == wire.FIN:
+        return PEER_FIN
+    if packet.type == wire.ERR:
+        return "error from receiver: " + packet.data.decode("utf-8", "replace")
+    return None
+
+
 class _Receiver(threading.Thread):
     """Reads the daemon's packets into a queue: REQ ids, then FIN/EOF or an error string."""
 
@@ -92,14 +108,11 @@ class _Receiver(threading.Thread):
     def run(self) -> None:
         try:
             for raw in self.requests:
-                packet = wire.decode_packet(raw)
-                if packet.type == wire.REQ:
-                    self.queue.put(packet.id)
-                elif packet.type == wire.FIN:
-                    self.queue.put(PEER_FIN)
-                    return
-                elif packet.type == wire.ERR:
-                    self.queue.put("error from receiver: " + packet.data.decode("utf-8", "replace"))
+                item = peer_item(raw)
+                if item is None:
+                    continue
+                self.queue.put(item)
+                if isinstance(item, str) or item == PEER_FIN:
                     return
             self.queue.put(PEER_EOF)
         except grpc.RpcError:
@@ -163,29 +176,25 @@ class _Sender:
                 )
             )
             while not pending.empty():
-                item = pending.get()
-                if isinstance(item, int) and item >= 0:
-                    yield from self.file_packets(item)
-                else:
-                    yield from self._finish(item)
+                if (yield from self._answer(pending.get())):
                     return
         yield b""  # end of listing: a STAT packet without a stat
         while True:
             if before_wait is not None and pending.empty():
                 before_wait()
-            item = pending.get()
-            if isinstance(item, int) and item >= 0:
-                yield from self.file_packets(item)
-            else:
-                yield from self._finish(item)
+            if (yield from self._answer(pending.get())):
                 return
 
-    def _finish(self, item: int | str) -> Iterator[bytes]:
+    def _answer(self, item: int | str) -> Generator[bytes, None, bool]:
+        """Serve one queue item: a REQ id's file, or the end; returns True at the end."""
+        if isinstance(item, int) and item >= 0:
+            yield from self.file_packets(item)
+            return False
         if item == PEER_FIN:
             yield wire.fin_packet()
             if self.transfer is not None:
                 self.transfer.commit()
-            return
+            return True
         if item == PEER_EOF:
             raise _Abort("the daemon closed the transfer before it finished")
         raise _Abort(str(item))
@@ -223,10 +232,7 @@ class FileSyncAttachable:
         return (DIFF_COPY_METHOD,)
 
     def register(self, server: grpc.Server) -> None:
-        handler = grpc.stream_stream_rpc_method_handler(self._diff_copy)
-        server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(_SERVICE, {"DiffCopy": handler}),)
-        )
+        register_bytes_method(server, DIFF_COPY_METHOD, self._diff_copy)
 
     def _diff_copy(
         self, requests: Iterator[bytes], context: grpc.ServicerContext

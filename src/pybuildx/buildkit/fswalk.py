@@ -38,10 +38,8 @@ __all__ = [
     "walk",
 ]
 
+# Go os.FileMode bits (append, exclusive and temporary, bits 30-28, are never sent).
 GO_MODE_DIR = 1 << 31
-GO_MODE_APPEND = 1 << 30
-GO_MODE_EXCLUSIVE = 1 << 29
-GO_MODE_TEMPORARY = 1 << 28
 GO_MODE_SYMLINK = 1 << 27
 GO_MODE_DEVICE = 1 << 26
 GO_MODE_NAMED_PIPE = 1 << 25
@@ -71,7 +69,6 @@ _SENT_TYPE_BITS = {
     pstat.S_IFREG: 0,
 }
 _METADATA_ENTRY = b".fsutil-metadata"
-_GLOB_CHARS = "*[]?^\\"
 
 
 def go_file_mode(st_mode: int) -> int:
@@ -330,8 +327,8 @@ class _Walker:
         self.base = base
         self.include = include
         self.exclude = exclude
-        self.prefix_includes = include is None or include.only_literal_includes(_GLOB_CHARS)
-        self.prefix_exceptions = exclude is None or exclude.only_literal_exceptions(_GLOB_CHARS)
+        self.prefix_includes = include is None or include.only_literal(exclusions=False)
+        self.prefix_exceptions = exclude is None or exclude.only_literal(exclusions=True)
         self.links: dict[tuple[int, int], bytes] = {}
         self.parents: list[_Dir] = []
 

@@ -24,7 +24,7 @@ import shutil
 import socket
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -38,9 +38,18 @@ from pybuildx.buildkit.control import control_stub
 from pybuildx.buildkit.limits import MESSAGE_LIMIT
 from pybuildx.buildkit.status_errors import describe_failure
 
-__all__ = ["HEALTH_METHODS", "Attachable", "Session", "new_id"]
+__all__ = [
+    "HEALTH_CHECK",
+    "HEALTH_METHODS",
+    "Attachable",
+    "Session",
+    "new_id",
+    "register_bytes_method",
+    "session_metadata",
+]
 
-HEALTH_METHODS = ("/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch")
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+HEALTH_METHODS = (HEALTH_CHECK, "/grpc.health.v1.Health/Watch")
 _CHUNK = 256 * 1024
 _PIPE_LIMIT = 4 << 20
 _MESSAGE_MAX = 1 << 20
@@ -59,6 +68,31 @@ class Attachable(Protocol):
     def method_names(self) -> Sequence[str]:
         """Full method paths, e.g. ``/moby.filesync.v1.FileSync/DiffCopy``."""
         ...
+
+
+def register_bytes_method(
+    server: grpc.Server,
+    method: str,
+    behavior: Callable[[Iterator[bytes], grpc.ServicerContext], Iterator[bytes]],
+) -> None:
+    """Serve the full ``method`` path as a bidi stream of raw (unparsed) messages."""
+    service, _, name = method.lstrip("/").partition("/")
+    handler = grpc.stream_stream_rpc_method_handler(behavior)
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service, {name: handler}),)
+    )
+
+
+def session_metadata(
+    session_id: str, name: str, shared_key: str, methods: Iterable[str]
+) -> list[tuple[str, str]]:
+    """The headers of a ``Control.Session`` call: who we are and the methods we serve."""
+    headers = [
+        ("x-docker-expose-session-uuid", session_id),
+        ("x-docker-expose-session-name", name),
+        ("x-docker-expose-session-sharedkey", shared_key),
+    ]
+    return headers + [("x-docker-expose-session-grpc-method", m) for m in methods]
 
 
 def new_id() -> str:
@@ -161,13 +195,7 @@ class Session:
         return names
 
     def metadata(self) -> list[tuple[str, str]]:
-        headers = [
-            ("x-docker-expose-session-uuid", self.id),
-            ("x-docker-expose-session-name", self._name),
-            ("x-docker-expose-session-sharedkey", self._shared_key),
-        ]
-        headers += [("x-docker-expose-session-grpc-method", m) for m in self.method_names()]
-        return headers
+        return session_metadata(self.id, self._name, self._shared_key, self.method_names())
 
     def _serve(self) -> Path:
         self._dir = Path(tempfile.mkdtemp(prefix="pybuildx-session-"))

@@ -99,8 +99,6 @@ def main(argv: list[str] | None = None) -> None:
         else:
             print(f"error: terminated by {name}", file=sys.stderr)
         sys.exit(128 + int(signal.Signals[name]))
-    except SystemExit:
-        raise
     except Exception as exc:  # a bug: say so in one line unless --debug asks for the traceback
         if _debug_enabled(args):
             raise

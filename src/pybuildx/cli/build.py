@@ -11,8 +11,9 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
+from typing import TYPE_CHECKING, Annotated, BinaryIO
 
 import typer
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from pybuildx.buildkit.extras import Surroundings
     from pybuildx.buildkit.progress import ProgressWriter
     from pybuildx.buildspec import BuildSpec
+    from pybuildx.transport.channel import TLSFiles
 
 __all__ = ["register"]
 
@@ -87,7 +89,7 @@ def _quiet_grpc() -> None:
         os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 
-def _tls_files(cacert: Path | None, cert: Path | None, key: Path | None) -> Any:
+def _tls_files(cacert: Path | None, cert: Path | None, key: Path | None) -> TLSFiles | None:
     if cacert is None and cert is None and key is None:
         return None
     from pybuildx.transport.channel import TLSFiles
@@ -109,7 +111,7 @@ def _surroundings() -> Surroundings:
     )
 
 
-def _write_outputs(spec: BuildSpec, response: Any, build_ref: str) -> None:
+def _write_outputs(spec: BuildSpec, response: Mapping[str, str], build_ref: str) -> None:
     """--metadata-file and --iidfile, written only after a successful build.
 
     ``build_ref`` is ``<builder>/<node>/<solve ref>``, the metadata key buildx writes as
@@ -124,7 +126,7 @@ def _write_outputs(spec: BuildSpec, response: Any, build_ref: str) -> None:
 def _direct(
     spec: BuildSpec,
     address: str,
-    tls: Any,
+    tls: TLSFiles | None,
     servername: str | None,
     surroundings: Surroundings,
 ) -> str | None:

@@ -183,10 +183,6 @@ def ls(
         typer.echo(line, err=True)
 
 
-def _resolve_name(name: str | None, store: Store) -> str:
-    return store.resolve(name)
-
-
 @builder_app.command("inspect")
 def inspect(
     name: Annotated[str | None, typer.Argument(help="Builder (default: the current one).")] = None,
@@ -202,7 +198,7 @@ def inspect(
     from pybuildx.builders.status import builder_status
 
     store = _store()
-    builder = store.load(_resolve_name(name, store))
+    builder = store.load(store.resolve(name))
     if bootstrap:
         from pybuildx.builders.active import ActiveBuilder
 
@@ -287,7 +283,7 @@ def rm(
             raise UsageError("--all-inactive takes no builder names")
         targets = _inactive_builders(store)
     else:
-        targets = list(dict.fromkeys(names or [_resolve_name(None, store)]))
+        targets = list(dict.fromkeys(names or [store.resolve(None)]))
     for name in targets:
         store.load(name)  # an unknown name fails before anything is removed
     jobs = [
@@ -330,7 +326,7 @@ def stop(
     from pybuildx.errors import DriverError
 
     store = _store()
-    builder = store.load(_resolve_name(name, store))
+    builder = store.load(store.resolve(name))
     report = ActiveBuilder(builder, ephemeral=False, store=store).stop()
     for note in report.notes:
         typer.echo(note, err=True)

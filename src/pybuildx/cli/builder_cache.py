@@ -95,6 +95,12 @@ def _check_space_limits(active: ActiveBuilder, flags: list[str]) -> None:
             )
 
 
+def _size(value: str | None, flag: str) -> int:
+    from pybuildx.buildspec import parse_size
+
+    return parse_size(value, what=flag) if value else 0
+
+
 def _confirm(all: bool) -> bool:
     what = "all build cache" if all else "all dangling build cache"
     return typer.confirm(f"WARNING! This will remove {what}. Are you sure you want to continue?")
@@ -128,20 +134,15 @@ def prune(
     """Remove build cache on every node; asks first when run in a terminal (unless -f)."""
     from pybuildx.builders.diskusage import du_pretty, du_table, human_size, parse_filters
     from pybuildx.buildkit.control import ControlClient
-    from pybuildx.buildspec import parse_size
     from pybuildx.errors import UsageError
 
     if reserved_space and keep_storage:
         raise UsageError("--keep-storage is the old name of --reserved-space: give only one")
     reserved = reserved_space or keep_storage
     sizes = {
-        "reserved_space": parse_size(reserved, what="--reserved-space") if reserved else 0,
-        "max_used_space": parse_size(max_used_space, what="--max-used-space")
-        if max_used_space
-        else 0,
-        "min_free_space": parse_size(min_free_space, what="--min-free-space")
-        if min_free_space
-        else 0,
+        "reserved_space": _size(reserved, "--reserved-space"),
+        "max_used_space": _size(max_used_space, "--max-used-space"),
+        "min_free_space": _size(min_free_space, "--min-free-space"),
     }
     wanted = parse_filters(filter or [])
     if not force and sys.stdin.isatty() and not _confirm(all):

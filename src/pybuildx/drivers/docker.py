@@ -15,7 +15,7 @@ from pybuildx.drivers.base import DriverInfo, Features
 from pybuildx.drivers.options import duration_opt, parse_duration
 from pybuildx.drivers.readiness import probe_status, wait_until_ready
 from pybuildx.drivers.spec import NodeSpec
-from pybuildx.errors import ConfigError
+from pybuildx.errors import ConfigError, ConnectError
 from pybuildx.transport.bridge import StreamBridge
 from pybuildx.transport.channel import open_channel
 from pybuildx.transport.docker_engine import engine_address, grpc_stream
@@ -72,8 +72,6 @@ class DockerDriver:
 
     def _check_bridge(self) -> None:
         if self._bridge is not None and self._bridge.last_error:
-            from pybuildx.errors import ConnectError
-
             raise ConnectError(self._bridge.last_error)
 
     def info(self) -> DriverInfo:

@@ -84,6 +84,7 @@ class LocalDriver:
         self._node = node
         self._opts = parse_opts(node.driver_opts)
         self._persistent_dir = state_dir
+        # The socket, log and (by default) the daemon's root; ephemeral: None before bootstrap.
         self._dir: Path | None = state_dir
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
@@ -94,15 +95,10 @@ class LocalDriver:
         return Features(docker_exporter=True, default_load=False)
 
     @property
-    def state_dir(self) -> Path | None:
-        """Where the socket, log and (by default) the daemon's root live; None before bootstrap."""
-        return self._dir
-
-    @property
     def pid(self) -> int | None:
         if self._process is not None:
             return self._process.pid
-        return self._recorded().get("pid")
+        return self._recorded_pid()
 
     @property
     def address(self) -> str:
@@ -149,9 +145,9 @@ class LocalDriver:
             return {}
         return data if isinstance(data, dict) else {}
 
-    def _recorded(self) -> dict[str, int]:
+    def _recorded_pid(self) -> int | None:
         pid = self._record().get("pid")
-        return {"pid": pid} if isinstance(pid, int) else {}
+        return pid if isinstance(pid, int) else None
 
     def _recorded_runtime(self) -> Path | None:
         # Another process (another TMPDIR) must find the same socket: the path is recorded.

@@ -121,10 +121,6 @@ class RemoteDriver:
     def _client_cert(self) -> bool | None:
         return None if self._opts.tls is None else self._opts.tls.cert is not None
 
-    @property
-    def endpoint(self) -> str:
-        return self._endpoint
-
     def _connect_stream(self) -> ByteStream:
         if self._kube is not None:
             return self._kube.connect()

@@ -23,6 +23,7 @@ from typing import Protocol
 
 __all__ = [
     "ByteStream",
+    "DemuxedStream",
     "DockerMultiplexedStream",
     "SocketStream",
     "StderrTail",
@@ -137,16 +138,13 @@ class SocketStream:
             self._sock.close()
 
 
-class DockerMultiplexedStream:
-    """A docker exec/attach socket without TTY: output frames carry a stream id and a length.
+class DemuxedStream:
+    """A stream whose frames carry stdout (the relayed payload) or stderr (kept for errors).
 
-    Frame header: 1 byte stream (1 stdout, 2 stderr), 3 zero bytes, 4 bytes big-endian size.
-    stdout is the relayed payload; stderr is kept for error messages.
+    Subclasses read one frame per ``_read_frame`` call into ``_stdout`` or ``_stderr``.
     """
 
-    def __init__(self, inner: SocketStream) -> None:
-        self._inner = inner
-        self._buffer = b""
+    def __init__(self) -> None:
         self._stdout = b""
         self._stderr = StderrTail()
         self._eof = False
@@ -154,6 +152,28 @@ class DockerMultiplexedStream:
     @property
     def stderr(self) -> str:
         return self._stderr.text
+
+    def _read_frame(self) -> bool:
+        """Take in one frame; False at the end of the stream."""
+        raise NotImplementedError
+
+    def recv(self, size: int) -> bytes:
+        while not self._stdout and not self._eof:
+            self._eof = not self._read_frame()
+        data, self._stdout = self._stdout[:size], self._stdout[size:]
+        return data
+
+
+class DockerMultiplexedStream(DemuxedStream):
+    """A docker exec/attach socket without TTY: output frames carry a stream id and a length.
+
+    Frame header: 1 byte stream (1 stdout, 2 stderr), 3 zero bytes, 4 bytes big-endian size.
+    """
+
+    def __init__(self, inner: SocketStream) -> None:
+        super().__init__()
+        self._inner = inner
+        self._buffer = b""
 
     def _fill(self, count: int) -> bool:
         while len(self._buffer) < count:
@@ -163,22 +183,18 @@ class DockerMultiplexedStream:
             self._buffer += data
         return True
 
-    def recv(self, size: int) -> bytes:
-        while not self._stdout and not self._eof:
-            if not self._fill(8):
-                self._eof = True
-                break
-            stream, length = self._buffer[0], struct.unpack(">I", self._buffer[4:8])[0]
-            if not self._fill(8 + length):
-                self._eof = True
-                break
-            payload, self._buffer = self._buffer[8 : 8 + length], self._buffer[8 + length :]
-            if stream == 2:
-                self._stderr.append(payload)
-            else:
-                self._stdout += payload
-        data, self._stdout = self._stdout[:size], self._stdout[size:]
-        return data
+    def _read_frame(self) -> bool:
+        if not self._fill(8):
+            return False
+        stream, length = self._buffer[0], struct.unpack(">I", self._buffer[4:8])[0]
+        if not self._fill(8 + length):
+            return False
+        payload, self._buffer = self._buffer[8 : 8 + length], self._buffer[8 + length :]
+        if stream == 2:
+            self._stderr.append(payload)
+        else:
+            self._stdout += payload
+        return True
 
     def sendall(self, data: bytes) -> None:
         self._inner.sendall(data)
@@ -203,7 +219,6 @@ class StreamBridge:
         self._lock = threading.Lock()
         self.last_error: str = ""
         self.last_exception: Exception | None = None
-        self.last_stream: ByteStream | None = None
 
     @property
     def address(self) -> str:
@@ -243,7 +258,6 @@ class StreamBridge:
             self.last_exception = exc
             client.close()
             return
-        self.last_stream = stream
         with self._lock:
             self._streams.add(stream)
         upstream = threading.Thread(target=self._pump_to_stream, args=(client, stream), daemon=True)

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from pybuildx.errors import ConfigError, DriverError
-from pybuildx.transport.bridge import StderrTail
+from pybuildx.transport.bridge import DemuxedStream
 
 __all__ = ["KubeExecStream", "KubePodExec", "KubePodTarget", "handshake_reason", "parse_kube_pod"]
 
@@ -61,32 +61,24 @@ def parse_kube_pod(endpoint: str) -> KubePodTarget:
     return target
 
 
-class KubeExecStream:
+class KubeExecStream(DemuxedStream):
     """One exec's stdin/stdout as a ``ByteStream``; stderr and the exec status kept for errors."""
 
     def __init__(self, client: Any) -> None:
+        super().__init__()
         self._client = client  # kubernetes.stream.ws_client.WSClient
-        self._stdout = b""
-        self._stderr = StderrTail()
-        self._eof = False
 
-    @property
-    def stderr(self) -> str:
-        return self._stderr.text
-
-    def _next_frame(self) -> None:
+    def _read_frame(self) -> bool:
         from websocket import ABNF
 
         try:
             opcode, frame = self._client.sock.recv_data_frame(True)
         except Exception:  # connection reset or closed under us: the end of the stream
-            self._eof = True
-            return
+            return False
         if opcode == ABNF.OPCODE_CLOSE:
-            self._eof = True
-            return
+            return False
         if opcode not in (ABNF.OPCODE_BINARY, ABNF.OPCODE_TEXT) or not frame.data:
-            return  # ping/pong, empty frames
+            return True  # ping/pong, empty frames
         data = bytes(frame.data) if not isinstance(frame.data, str) else frame.data.encode()
         channel, payload = data[0], data[1:]
         if channel == _STDOUT:
@@ -94,12 +86,7 @@ class KubeExecStream:
         elif channel in (_STDERR, _STATUS) and payload:
             self._stderr.append(payload)
         # _CLOSE (v5: the other side closed a channel) and others need no action
-
-    def recv(self, size: int) -> bytes:
-        while not self._stdout and not self._eof:
-            self._next_frame()
-        data, self._stdout = self._stdout[:size], self._stdout[size:]
-        return data
+        return True
 
     def sendall(self, data: bytes) -> None:
         try:
